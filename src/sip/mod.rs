@@ -9,10 +9,16 @@
 //!    └──────────── transport (UDP, TCP) ◀──serialize
 //! ```
 
+pub mod auth;
+pub mod dialog;
+pub mod echo;
+pub mod endpoint;
 pub mod header;
 pub mod message;
 pub mod parse;
 pub mod text;
+pub mod transaction;
+pub mod transport;
 pub mod uri;
 pub mod validate;
 

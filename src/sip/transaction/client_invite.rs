@@ -113,7 +113,7 @@ impl ClientInvite {
             // ACK again, but the TU has already seen this response.
             (Completed, StatusClass::Failure) => out.push(Action::SendAck),
             // Retransmitted or forked 2xx: the dialog must see each one to
-            // ACK it (RFC 6026 §7.2).
+            // ACK it (RFC 6026).
             (Accepted, StatusClass::Success) => out.push(Action::PassToTu),
             _ => {}
         }
@@ -173,7 +173,7 @@ mod tests {
     use super::super::driver::{ms, run, Event};
     use super::*;
     use Action::*;
-    use ClientInviteState::*;
+    use ClientInviteState::{Accepted, Calling, Completed, Proceeding};
 
     fn udp() -> ClientInvite {
         ClientInvite::new(false, TimerConfig::default()).0
@@ -227,7 +227,10 @@ mod tests {
         let mut tx = udp();
         assert_eq!(
             tx.on_timer(TimerId::B),
-            vec![CancelTimer(TimerId::A), Terminated(TerminationReason::Timeout)]
+            vec![
+                CancelTimer(TimerId::A),
+                Terminated(TerminationReason::Timeout)
+            ]
         );
         assert!(tx.is_terminated());
     }
@@ -237,11 +240,7 @@ mod tests {
         let mut tx = udp();
         assert_eq!(
             tx.on_response(180),
-            vec![
-                CancelTimer(TimerId::A),
-                CancelTimer(TimerId::B),
-                PassToTu
-            ]
+            vec![CancelTimer(TimerId::A), CancelTimer(TimerId::B), PassToTu]
         );
         assert_eq!(tx.state(), Proceeding);
         assert!(tx.on_timer(TimerId::A).is_empty(), "stale A ignored");

@@ -18,7 +18,8 @@
 //!   cancellation, a TU answering twice. Ignoring is what RFC 3261 asks for
 //!   absorbed messages, and it means a confused peer cannot make us panic.
 //! * A machine remembers which timers it has running. A timer that fires
-//!   without being running (already cancelled, or never started) is ignored.
+//!   without being running (already cancelled, or never started) is ignored,
+//!   and "stop X" in the diagrams emits `CancelTimer(X)` only if X is running.
 //! * Before [`Action::Terminated`] a machine cancels every timer it still has
 //!   running, and `Terminated` is always the last action of its batch.
 //! * "(unreliable)" marks timers that only run over UDP: a reliable transport
@@ -26,7 +27,7 @@
 //! * Where RFC 3261 gives a timer the value 0 on reliable transports (D, I, J,
 //!   K), the machine does not start a zero timer but terminates at once.
 //!
-//! # Client INVITE ([`ClientInvite`], RFC 3261 §17.1.1, RFC 6026 §7.2)
+//! # Client INVITE ([`ClientInvite`], RFC 3261 §17.1.1, RFC 6026)
 //!
 //! ```text
 //!          new / SendRequest, start A (unreliable), start B
@@ -46,14 +47,15 @@
 //!         | +------------+  transport error          +------------+
 //!         |   |               / -> Terminated(TransportError)
 //!         |   |
-//!         |   | 300-699 / stop A, B; SendAck; PassToTu; start D
-//!         v   v
+//!         +---+ 300-699 (from Calling or Proceeding)
+//!           |     / stop A, B; SendAck; PassToTu; start D
+//!           v
 //!       +------------+  300-699 / SendAck   (retransmission: not passed up)
 //!       | Completed  |  D / -> Terminated(Completed)   (reliable: at once)
 //!       +------------+  transport error / -> Terminated(TransportError)
 //! ```
 //!
-//! # Server INVITE ([`ServerInvite`], RFC 3261 §17.2.1, RFC 6026 §7.1)
+//! # Server INVITE ([`ServerInvite`], RFC 3261 §17.2.1, RFC 6026)
 //!
 //! ```text
 //!          new / start Trying (200 ms)
@@ -102,8 +104,9 @@
 //!         |      +------------+  F / -> Terminated(Timeout)
 //!         |        |             transport error / -> Terminated(TransportError)
 //!         |        |
-//!         |        | 200-699 / stop E, F; PassToTu; start K
-//!         v        v
+//!         +--------+ 200-699 (from Trying or Proceeding)
+//!              |     / stop E, F; PassToTu; start K
+//!              v
 //!       +------------+  200-699 / -   (retransmission absorbed)
 //!       | Completed  |  K / -> Terminated(Completed)   (reliable: at once)
 //!       +------------+
@@ -125,15 +128,14 @@
 //!         |      | Proceeding |  request / SendLastResponse
 //!         |      +------------+  transport error / -> Terminated(TransportError)
 //!         |        |
-//!         |        | 200-699 from TU / SendLastResponse; start J
-//!         v        v
+//!         +--------+ 200-699 from TU (in Trying or Proceeding)
+//!              |     / SendLastResponse; start J
+//!              v
 //!       +------------+  request / SendLastResponse
 //!       | Completed  |  200-699 from TU / -   (discarded)
 //!       +------------+  J / -> Terminated(Completed)   (reliable: at once)
 //!                       transport error / -> Terminated(TransportError)
 //! ```
-//!
-//! (Trying --200-699 from TU--> Completed directly is the left-hand arrow.)
 
 use std::time::Duration;
 
@@ -514,9 +516,7 @@ pub(crate) mod driver {
         actions: Vec<Action>,
     ) -> bool {
         timers.apply(now, &actions);
-        let terminated = actions
-            .iter()
-            .any(|a| matches!(a, Action::Terminated(_)));
+        let terminated = actions.iter().any(|a| matches!(a, Action::Terminated(_)));
         let at = now - start;
         trace.log.extend(actions.into_iter().map(|a| (at, a)));
         terminated

@@ -86,7 +86,7 @@ impl ServerInvite {
                 out.push(Action::SendTrying);
             }
             Completed => out.push(Action::SendLastResponse),
-            // Accepted absorbs (RFC 6026 §7.1): 2xx retransmission is the
+            // Accepted absorbs (RFC 6026): 2xx retransmission is the
             // dialog's job. Confirmed and Terminated have nothing to add.
             Accepted | Confirmed | Terminated => {}
         }
@@ -127,7 +127,7 @@ impl ServerInvite {
                 self.armed
                     .start(&mut out, TimerId::H, self.timers.timeout());
             }
-            // The dialog retransmits its 2xx through us (RFC 6026 §7.1).
+            // The dialog retransmits its 2xx through us (RFC 6026).
             (Accepted, StatusClass::Success) => out.push(Action::SendLastResponse),
             // Anything else is a TU error (a second final, a 1xx after a
             // final); sending it would confuse the peer.
@@ -152,7 +152,7 @@ impl ServerInvite {
                     self.armed.start(&mut out, TimerId::I, self.timers.t4);
                 }
             }
-            // The ACK to a 2xx belongs to the dialog (RFC 6026 §7.1).
+            // The ACK to a 2xx belongs to the dialog (RFC 6026).
             Accepted => out.push(Action::PassAckToTu),
             // Confirmed absorbs retransmitted ACKs; in Proceeding an ACK
             // acknowledges nothing.
@@ -186,7 +186,7 @@ impl ServerInvite {
 
     /// The transport failed to send a response of this transaction.
     ///
-    /// Ignored in Accepted: RFC 6026 §7.1 says a failed 2xx send must not
+    /// Ignored in Accepted: RFC 6026 says a failed 2xx send must not
     /// discard the transaction (Timer L ends it), or a retransmitted INVITE
     /// would be taken for a new call. Ignored in Confirmed: nothing is sent.
     pub fn on_transport_error(&mut self) -> Vec<Action> {
@@ -210,7 +210,7 @@ mod tests {
     use super::super::driver::{ms, run, Event};
     use super::*;
     use Action::*;
-    use ServerInviteState::*;
+    use ServerInviteState::{Accepted, Completed, Confirmed, Proceeding};
 
     const T1: Duration = Duration::from_millis(500);
     const T64: Duration = Duration::from_secs(32);
@@ -488,9 +488,7 @@ mod tests {
         let trace = run(&mut tx, init, script).await;
         assert_eq!(
             trace.times_of(SendLastResponse),
-            ms(&[
-                0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
-            ])
+            ms(&[0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500])
         );
         assert!(trace.times_of(SendTrying).is_empty());
         assert_eq!(
