@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn uac_dialog_reverses_route_set_and_orders_cseq() {
         let inv = invite();
-        let resp = response_to(&inv, 180, None, Some("theirs"));
+        let mut resp = response_to(&inv, 180, None, Some("theirs"));
+        for rr in inv.headers.get_all(&HeaderName::RecordRoute) {
+            resp.headers.push(HeaderName::RecordRoute, rr.clone());
+        }
         let mut d = Dialog::uac(&inv, &resp).unwrap();
         assert_eq!(d.state, DialogState::Early);
         assert_eq!(d.route_set[0].uri.to_string(), "sip:p2.example;lr");

@@ -29,3 +29,6 @@ pub use uri::{Host, SipUri, Uri};
 
 #[cfg(test)]
 mod torture_tests;
+
+#[cfg(test)]
+mod roundtrip_tests;

@@ -571,7 +571,8 @@ impl Core {
         let (protocol, local, remote, bytes) = (p.protocol, p.local, p.reply_to, p.bytes.clone());
         let resend = !protocol.is_reliable();
         p.interval = (p.interval * 2).min(self.config.timers.t2);
-        p.next_at = if resend { (now + p.interval).min(p.give_up_at) } else { p.give_up_at };
+        // From the planned time, not the time we got to it, so delays do not accumulate.
+        p.next_at = if resend { (at + p.interval).min(p.give_up_at) } else { p.give_up_at };
         let next = p.next_at;
         self.heap.push(Reverse((next, TimerOwner::Pending2xx(key), TimerId::G)));
         if resend {

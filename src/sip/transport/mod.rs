@@ -142,6 +142,8 @@ pub enum TransportError {
 
 pub struct Transports {
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// Plain clones of the UDP sockets, for sending without the reactor.
+    udp_send: Vec<(SocketAddr, std::net::UdpSocket)>,
     tcp_listen: Vec<SocketAddr>,
     conns: Mutex<HashMap<SocketAddr, ConnHandle>>,
     inbound: mpsc::Sender<Received>,
@@ -160,12 +162,15 @@ impl Transports {
         cancel: CancellationToken,
     ) -> std::io::Result<Arc<Transports>> {
         let mut udp = Vec::new();
+        let mut udp_send = Vec::new();
         let mut tcp_listeners = Vec::new();
         for spec in specs {
             match spec.protocol {
                 Protocol::Udp => {
-                    let socket = udp::bind(spec.addr)?;
-                    udp.push((socket.local_addr()?, Arc::new(socket)));
+                    let (socket, sender) = udp::bind(spec.addr)?;
+                    let local = socket.local_addr()?;
+                    udp.push((local, Arc::new(socket)));
+                    udp_send.push((local, sender));
                 }
                 Protocol::Tcp => {
                     let listener = tokio::net::TcpListener::bind(spec.addr).await?;
@@ -176,6 +181,7 @@ impl Transports {
         let transports = Arc::new(Transports {
             tcp_listen: tcp_listeners.iter().filter_map(|l| l.local_addr().ok()).collect(),
             udp,
+            udp_send,
             conns: Mutex::new(HashMap::new()),
             inbound,
             limits,
@@ -253,14 +259,15 @@ impl Transports {
         match protocol {
             Protocol::Udp => {
                 let socket = self
-                    .udp
+                    .udp_send
                     .iter()
                     .find(|(a, _)| Some(*a) == local)
-                    .or_else(|| self.udp.iter().find(|(a, _)| a.is_ipv4() == remote.is_ipv4()))
+                    .or_else(|| self.udp_send.iter().find(|(a, _)| a.is_ipv4() == remote.is_ipv4()))
                     .map(|(_, s)| s)
                     .ok_or(TransportError::NoListener { protocol, remote })?;
-                match socket.try_send_to(data, remote) {
+                match socket.send_to(data, remote) {
                     Ok(_) => Ok(true),
+                    // A full socket buffer drops the datagram, as the network may.
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
                     Err(source) => Err(TransportError::Send { remote, source }),
                 }

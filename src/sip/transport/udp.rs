@@ -7,10 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 
-pub(super) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// Binds a socket; returns the tokio socket for receiving and a clone of the plain
+/// socket for sending. Sending on the plain non-blocking socket is one syscall that
+/// needs no readiness from the reactor (tokio's `try_send_to` reports WouldBlock until
+/// the socket was first polled, which would drop the first datagram).
+pub(super) fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::UdpSocket)> {
     let std_socket = std::net::UdpSocket::bind(addr)?;
     std_socket.set_nonblocking(true)?;
-    UdpSocket::from_std(std_socket)
+    let sender = std_socket.try_clone()?;
+    Ok((UdpSocket::from_std(std_socket)?, sender))
 }
 
 pub(super) async fn recv_loop(transports: Arc<Transports>, socket: Arc<UdpSocket>, local: SocketAddr) {
