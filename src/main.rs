@@ -46,13 +46,25 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("THREERING_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("THREERING_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::SipEcho { listen, ring_ms, users, realm, t1_ms, digest } => {
+            Command::SipEcho {
+                listen,
+                ring_ms,
+                users,
+                realm,
+                t1_ms,
+                digest,
+            } => {
                 let listen = listen
                     .iter()
                     .map(|l| l.parse::<ListenSpec>().map_err(anyhow::Error::msg))
@@ -67,7 +79,10 @@ fn main() -> anyhow::Result<()> {
                     .collect::<anyhow::Result<HashMap<_, _>>>()?;
                 let algorithms = digest
                     .iter()
-                    .map(|a| a.parse::<Algorithm>().map_err(|e| anyhow::anyhow!("--digest {a:?}: {e}")))
+                    .map(|a| {
+                        a.parse::<Algorithm>()
+                            .map_err(|e| anyhow::anyhow!("--digest {a:?}: {e}"))
+                    })
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let timers = TimerConfig {
                     t1: Duration::from_millis(t1_ms),
@@ -104,7 +119,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -17,11 +17,19 @@ use tokio_util::sync::CancellationToken;
 const T1: Duration = Duration::from_millis(20);
 const T2: Duration = Duration::from_millis(80);
 
-async fn endpoint() -> (Endpoint, tokio::sync::mpsc::Receiver<Event>, CancellationToken) {
+async fn endpoint() -> (
+    Endpoint,
+    tokio::sync::mpsc::Receiver<Event>,
+    CancellationToken,
+) {
     let cancel = CancellationToken::new();
     let config = EndpointConfig {
         listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
-        timers: TimerConfig { t1: T1, t2: T2, t4: Duration::from_millis(100) },
+        timers: TimerConfig {
+            t1: T1,
+            t2: T2,
+            t4: Duration::from_millis(100),
+        },
         ..EndpointConfig::default()
     };
     let (ep, events) = Endpoint::start(config, cancel.clone()).await.unwrap();
@@ -32,9 +40,16 @@ async fn endpoint() -> (Endpoint, tokio::sync::mpsc::Receiver<Event>, Cancellati
 async fn client_invite_retransmits_then_gives_up_after_64_t1() {
     let (ep, mut events, cancel) = endpoint().await;
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let target = Target { protocol: Protocol::Udp, addr: silent.local_addr().unwrap() };
-    let mut req = Request::new(Method::Invite, Uri::parse(&format!("sip:agent@{}", target.addr)).unwrap());
-    req.headers.push(HeaderName::From, "<sip:tr@127.0.0.1>;tag=a1");
+    let target = Target {
+        protocol: Protocol::Udp,
+        addr: silent.local_addr().unwrap(),
+    };
+    let mut req = Request::new(
+        Method::Invite,
+        Uri::parse(&format!("sip:agent@{}", target.addr)).unwrap(),
+    );
+    req.headers
+        .push(HeaderName::From, "<sip:tr@127.0.0.1>;tag=a1");
     req.headers.push(HeaderName::To, "<sip:agent@127.0.0.1>");
     req.headers.push(HeaderName::CallId, "timer-test-1");
     req.headers.push(HeaderName::CSeq, "1 INVITE");
@@ -60,9 +75,15 @@ async fn client_invite_retransmits_then_gives_up_after_64_t1() {
     assert_eq!(arrivals.len(), 7, "INVITE sends at {arrivals:?}");
     for (i, at) in arrivals.iter().enumerate() {
         let expected = T1 * ((1u32 << i) - 1);
-        assert!(at.abs_diff(expected) < Duration::from_millis(25), "send {i} at {at:?}, expected {expected:?}");
+        assert!(
+            at.abs_diff(expected) < Duration::from_millis(25),
+            "send {i} at {at:?}, expected {expected:?}"
+        );
     }
-    assert!(failed_at.abs_diff(T1 * 64) < Duration::from_millis(30), "gave up at {failed_at:?}");
+    assert!(
+        failed_at.abs_diff(T1 * 64) < Duration::from_millis(30),
+        "gave up at {failed_at:?}"
+    );
     cancel.cancel();
 }
 
@@ -78,10 +99,19 @@ async fn send_invite_and_answer(ack: bool) -> (Vec<Duration>, Option<Duration>) 
     let addr = ep.listening()[0].addr;
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let call_id = format!("ack-test-{ack}");
-    caller.send_to(invite_bytes(&call_id, caller.local_addr().unwrap()).as_bytes(), addr).await.unwrap();
-    let Some(Event::Request { tx, request, .. }) = events.recv().await else { panic!("no INVITE") };
+    caller
+        .send_to(
+            invite_bytes(&call_id, caller.local_addr().unwrap()).as_bytes(),
+            addr,
+        )
+        .await
+        .unwrap();
+    let Some(Event::Request { tx, request, .. }) = events.recv().await else {
+        panic!("no INVITE")
+    };
     let mut ok = response_to(&request, 200, None, Some("uas1"));
-    ok.headers.push(HeaderName::Contact, format!("<sip:echo@{addr}>"));
+    ok.headers
+        .push(HeaderName::Contact, format!("<sip:echo@{addr}>"));
     let started = Instant::now();
     ep.respond(tx, ok).await.unwrap();
     let mut oks = Vec::new();
@@ -126,12 +156,22 @@ async fn two_hundred_is_retransmitted_capped_at_t2_until_64_t1_without_ack() {
         }
         expected.push(at);
     }
-    assert_eq!(oks.len(), expected.len(), "200 OK arrivals {oks:?}, expected {expected:?}");
+    assert_eq!(
+        oks.len(),
+        expected.len(),
+        "200 OK arrivals {oks:?}, expected {expected:?}"
+    );
     for (got, want) in oks.iter().zip(&expected) {
-        assert!(got.abs_diff(*want) < Duration::from_millis(25), "200 at {got:?}, expected {want:?}");
+        assert!(
+            got.abs_diff(*want) < Duration::from_millis(25),
+            "200 at {got:?}, expected {want:?}"
+        );
     }
     let timeout = timeout.expect("AckTimeout reported");
-    assert!(timeout.abs_diff(T1 * 64) < Duration::from_millis(30), "AckTimeout at {timeout:?}");
+    assert!(
+        timeout.abs_diff(T1 * 64) < Duration::from_millis(30),
+        "AckTimeout at {timeout:?}"
+    );
 }
 
 #[tokio::test]

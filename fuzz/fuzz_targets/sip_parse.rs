@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(msg) = parse(Bytes::copy_from_slice(data)) else { return };
     if let Message::Request(req) = &msg {
         let _ = check_request(req, &Capabilities::default());
-        let _ = (req.vias(), req.contacts(), req.routes(), req.record_routes(), req.cseq(), req.from_header(), req.to_header());
+        let _ = (req.vias(), req.contacts(), req.routes(), req.record_routes(), req.cseq(), req.header_from(), req.header_to());
     }
     let again = parse(msg.to_bytes()).expect("a serialized message parses");
     assert_eq!(again.to_bytes(), msg.to_bytes(), "serialization is stable");

@@ -58,20 +58,33 @@ pub enum DialogError {
 impl Dialog {
     /// The dialog a UAS forms when it answers `invite` with `response` (1xx with a To
     /// tag or 2xx, RFC 3261 §12.1.1).
-    pub fn uas(invite: &Request, response: &Response, local_contact: Uri) -> Result<Dialog, DialogError> {
+    pub fn uas(
+        invite: &Request,
+        response: &Response,
+        local_contact: Uri,
+    ) -> Result<Dialog, DialogError> {
         let missing = |what| DialogError::Missing { what };
-        let local = response.to_header().ok_or(missing("To"))?;
-        let remote = invite.from_header().ok_or(missing("From"))?;
+        let local = response.header_to().ok_or(missing("To"))?;
+        let remote = invite.header_from().ok_or(missing("From"))?;
         let local_tag = local.tag().ok_or(missing("To tag"))?.to_owned();
         let remote_tag = remote.tag().unwrap_or("").to_owned();
-        let remote_target = invite.contacts().into_iter().next().ok_or(missing("Contact"))?.uri;
+        let remote_target = invite
+            .contacts()
+            .into_iter()
+            .next()
+            .ok_or(missing("Contact"))?
+            .uri;
         Ok(Dialog {
             id: DialogId {
                 call_id: invite.call_id().ok_or(missing("Call-ID"))?.to_owned(),
                 local_tag,
                 remote_tag,
             },
-            state: if response.is_success() { DialogState::Confirmed } else { DialogState::Early },
+            state: if response.is_success() {
+                DialogState::Confirmed
+            } else {
+                DialogState::Early
+            },
             local,
             remote,
             local_seq: 0,
@@ -86,8 +99,8 @@ impl Dialog {
     /// (RFC 3261 §12.1.2): the route set is the Record-Route reversed.
     pub fn uac(invite: &Request, response: &Response) -> Result<Dialog, DialogError> {
         let missing = |what| DialogError::Missing { what };
-        let local = invite.from_header().ok_or(missing("From"))?;
-        let remote = response.to_header().ok_or(missing("To"))?;
+        let local = invite.header_from().ok_or(missing("From"))?;
+        let remote = response.header_to().ok_or(missing("To"))?;
         let remote_tag = remote.tag().ok_or(missing("To tag"))?.to_owned();
         let remote_target = response
             .contacts()
@@ -109,7 +122,11 @@ impl Dialog {
                 local_tag: local.tag().ok_or(missing("From tag"))?.to_owned(),
                 remote_tag,
             },
-            state: if response.is_success() { DialogState::Confirmed } else { DialogState::Early },
+            state: if response.is_success() {
+                DialogState::Confirmed
+            } else {
+                DialogState::Early
+            },
             local,
             remote,
             local_seq: invite.cseq().map_or(1, |c| c.seq),
@@ -132,10 +149,13 @@ impl Dialog {
         }
         req.headers.push(HeaderName::From, self.local.to_string());
         req.headers.push(HeaderName::To, self.remote.to_string());
-        req.headers.push(HeaderName::CallId, self.id.call_id.as_str());
-        req.headers.push(HeaderName::CSeq, format!("{} {method}", self.local_seq));
+        req.headers
+            .push(HeaderName::CallId, self.id.call_id.as_str());
+        req.headers
+            .push(HeaderName::CSeq, format!("{} {method}", self.local_seq));
         if matches!(method, Method::Invite | Method::Update) {
-            req.headers.push(HeaderName::Contact, format!("<{}>", self.local_contact));
+            req.headers
+                .push(HeaderName::Contact, format!("<{}>", self.local_contact));
         }
         req
     }
@@ -148,8 +168,10 @@ impl Dialog {
         }
         req.headers.push(HeaderName::From, self.local.to_string());
         req.headers.push(HeaderName::To, self.remote.to_string());
-        req.headers.push(HeaderName::CallId, self.id.call_id.as_str());
-        req.headers.push(HeaderName::CSeq, format!("{invite_seq} ACK"));
+        req.headers
+            .push(HeaderName::CallId, self.id.call_id.as_str());
+        req.headers
+            .push(HeaderName::CSeq, format!("{invite_seq} ACK"));
         req
     }
 
@@ -160,7 +182,10 @@ impl Dialog {
         if req.method != Method::Ack && req.method != Method::Cancel {
             if let Some(last) = self.remote_seq {
                 if cseq.seq <= last {
-                    return Err(DialogError::OutOfOrder { got: cseq.seq, last });
+                    return Err(DialogError::OutOfOrder {
+                        got: cseq.seq,
+                        last,
+                    });
                 }
             }
             self.remote_seq = Some(cseq.seq);
@@ -178,8 +203,8 @@ impl Dialog {
 
     /// Does this request belong to this dialog (as seen from our side)?
     pub fn matches(&self, req: &Request) -> bool {
-        let to_tag = req.to_header().and_then(|t| t.tag().map(str::to_owned));
-        let from_tag = req.from_header().and_then(|f| f.tag().map(str::to_owned));
+        let to_tag = req.header_to().and_then(|t| t.tag().map(str::to_owned));
+        let from_tag = req.header_from().and_then(|f| f.tag().map(str::to_owned));
         req.call_id() == Some(self.id.call_id.as_str())
             && to_tag.as_deref() == Some(self.id.local_tag.as_str())
             && from_tag.as_deref().unwrap_or("") == self.id.remote_tag
@@ -219,7 +244,7 @@ mod tests {
         assert_eq!(bye.routes().len(), 2);
         assert_eq!(bye.routes()[0].uri.to_string(), "sip:p1.example;lr");
         assert_eq!(bye.cseq().unwrap().seq, 1);
-        assert_eq!(bye.to_header().unwrap().tag(), Some("abc"));
+        assert_eq!(bye.header_to().unwrap().tag(), Some("abc"));
     }
 
     #[test]
@@ -238,6 +263,9 @@ mod tests {
         in_dialog.headers.set(HeaderName::CSeq, "3 INFO");
         d.on_remote_request(&in_dialog).unwrap();
         in_dialog.headers.set(HeaderName::CSeq, "2 INFO");
-        assert!(matches!(d.on_remote_request(&in_dialog), Err(DialogError::OutOfOrder { .. })));
+        assert!(matches!(
+            d.on_remote_request(&in_dialog),
+            Err(DialogError::OutOfOrder { .. })
+        ));
     }
 }

@@ -51,21 +51,32 @@ struct Echo {
 }
 
 /// Runs until `cancel` fires. `on_listening` gets the bound listen entries.
-pub async fn run(config: EchoConfig, cancel: CancellationToken, on_listening: impl FnOnce(&[ListenSpec])) -> std::io::Result<()> {
+pub async fn run(
+    config: EchoConfig,
+    cancel: CancellationToken,
+    on_listening: impl FnOnce(&[ListenSpec]),
+) -> std::io::Result<()> {
     let endpoint_config = EndpointConfig {
         listen: config.listen.clone(),
         timers: config.timers,
         ..EndpointConfig::default()
     };
     let (endpoint, mut events) = Endpoint::start(endpoint_config, cancel.clone()).await?;
-    let rtp_ip = config.listen.first().map_or([127, 0, 0, 1].into(), |l| l.addr.ip());
+    let rtp_ip = config
+        .listen
+        .first()
+        .map_or([127, 0, 0, 1].into(), |l| l.addr.ip());
     let rtp = UdpSocket::bind(SocketAddr::new(rtp_ip, 0)).await?;
     let rtp_addr = rtp.local_addr()?;
     tokio::spawn(echo_rtp(rtp, cancel.clone()));
     on_listening(&endpoint.listening());
     let (answer_tx, mut answer_rx) = mpsc::channel(1024);
     let mut echo = Echo {
-        digest: DigestServer::new(config.realm.clone(), rand::random(), Duration::from_secs(300)),
+        digest: DigestServer::new(
+            config.realm.clone(),
+            rand::random(),
+            Duration::from_secs(300),
+        ),
         endpoint,
         config,
         rtp_addr,
@@ -103,7 +114,11 @@ impl Echo {
 
     fn contact_uri(&self, peer: &Peer) -> Uri {
         let (host, port) = self.endpoint.local_hostport(peer.protocol, peer.remote);
-        let transport = if peer.protocol.is_reliable() { ";transport=tcp" } else { "" };
+        let transport = if peer.protocol.is_reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
         Uri::parse(&format!("sip:echo@{host}:{port}{transport}")).expect("own contact URI is valid")
     }
 
@@ -121,12 +136,15 @@ impl Echo {
     }
 
     async fn on_request(&mut self, tx: ServerTx, req: Request, peer: Peer) {
-        let in_dialog = req.to_header().is_some_and(|t| t.tag().is_some());
+        let in_dialog = req.header_to().is_some_and(|t| t.tag().is_some());
         match req.method {
             Method::Invite if in_dialog => {
                 // re-INVITE: accept with the same answer.
                 let call_id = req.call_id().unwrap_or("").to_owned();
-                let accepted = self.dialogs.get_mut(&call_id).is_some_and(|d| d.on_remote_request(&req).is_ok());
+                let accepted = self
+                    .dialogs
+                    .get_mut(&call_id)
+                    .is_some_and(|d| d.on_remote_request(&req).is_ok());
                 if accepted {
                     let resp = self.ok_with_sdp(&req, &peer, None);
                     self.respond(tx, resp).await;
@@ -137,7 +155,10 @@ impl Echo {
             Method::Invite => {
                 let tag = super::dialog::new_tag();
                 let mut ringing = response_to(&req, 180, None, Some(&tag));
-                ringing.headers.push(HeaderName::Contact, format!("<{}>", self.contact_uri(&peer)));
+                ringing.headers.push(
+                    HeaderName::Contact,
+                    format!("<{}>", self.contact_uri(&peer)),
+                );
                 self.respond(tx, ringing).await;
                 self.ringing.insert(tx, (req, peer, tag));
                 let answer = self.answer_tx.clone();
@@ -157,11 +178,15 @@ impl Echo {
                 if known && req.method == Method::Bye {
                     self.dialogs.remove(&call_id);
                 }
-                self.respond(tx, response_to(&req, status, None, None)).await;
+                self.respond(tx, response_to(&req, status, None, None))
+                    .await;
             }
             Method::Options => {
                 let mut resp = response_to(&req, 200, None, Some(&super::dialog::new_tag()));
-                resp.headers.push(HeaderName::Allow, self.endpoint.config().capabilities.allow_header());
+                resp.headers.push(
+                    HeaderName::Allow,
+                    self.endpoint.config().capabilities.allow_header(),
+                );
                 resp.headers.push(HeaderName::Accept, "application/sdp");
                 self.respond(tx, resp).await;
             }
@@ -174,7 +199,9 @@ impl Echo {
     }
 
     async fn answer(&mut self, tx: ServerTx) {
-        let Some((req, peer, tag)) = self.ringing.remove(&tx) else { return };
+        let Some((req, peer, tag)) = self.ringing.remove(&tx) else {
+            return;
+        };
         let resp = self.ok_with_sdp(&req, &peer, Some(&tag));
         if let Ok(dialog) = Dialog::uas(&req, &resp, self.contact_uri(&peer)) {
             self.dialogs.insert(dialog.id.call_id.clone(), dialog);
@@ -184,8 +211,10 @@ impl Echo {
 
     fn ok_with_sdp(&self, req: &Request, peer: &Peer, tag: Option<&str>) -> Response {
         let mut resp = response_to(req, 200, None, tag);
-        resp.headers.push(HeaderName::Contact, format!("<{}>", self.contact_uri(peer)));
-        resp.headers.push(HeaderName::ContentType, "application/sdp");
+        resp.headers
+            .push(HeaderName::Contact, format!("<{}>", self.contact_uri(peer)));
+        resp.headers
+            .push(HeaderName::ContentType, "application/sdp");
         let ip = self.rtp_addr.ip();
         let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
         resp.body = format!(
@@ -199,7 +228,10 @@ impl Echo {
     fn challenge(&self, req: &Request, stale: bool) -> Response {
         let mut resp = response_to(req, 401, None, Some(&super::dialog::new_tag()));
         for alg in &self.config.algorithms {
-            resp.headers.push(HeaderName::WwwAuthenticate, self.digest.challenge(*alg, stale, SystemTime::now()));
+            resp.headers.push(
+                HeaderName::WwwAuthenticate,
+                self.digest.challenge(*alg, stale, SystemTime::now()),
+            );
         }
         resp
     }
@@ -207,32 +239,59 @@ impl Echo {
     /// A registrar (RFC 3261 §10.3) for the configured users.
     fn register(&mut self, req: &Request) -> Response {
         let tag = super::dialog::new_tag();
-        let Some(to) = req.to_header() else {
+        let Some(to) = req.header_to() else {
             return response_to(req, 400, Some("Bad Request: missing To"), Some(&tag));
         };
         let Some(aor_user) = to.uri.as_sip().and_then(|u| u.user_unescaped()) else {
-            return response_to(req, 400, Some("Bad Request: To must be a SIP or SIPS URI with a user"), Some(&tag));
+            return response_to(
+                req,
+                400,
+                Some("Bad Request: To must be a SIP or SIPS URI with a user"),
+                Some(&tag),
+            );
         };
         let Some(authorization) = req.headers.get(&HeaderName::Authorization) else {
             return self.challenge(req, false);
         };
         let users = &self.config.users;
-        let verified = self
-            .digest
-            .verify("REGISTER", authorization, |u| users.get(u).cloned(), SystemTime::now());
+        let verified = self.digest.verify(
+            "REGISTER",
+            authorization,
+            |u| users.get(u).cloned(),
+            SystemTime::now(),
+        );
         let user = match verified {
             Ok(v) => v.username,
-            Err(AuthError::NotDigest { .. }) | Err(AuthError::BadNonce) | Err(AuthError::WrongRealm) => return self.challenge(req, false),
+            Err(AuthError::NotDigest { .. })
+            | Err(AuthError::BadNonce)
+            | Err(AuthError::WrongRealm) => return self.challenge(req, false),
             Err(AuthError::StaleNonce) => return self.challenge(req, true),
             Err(AuthError::Malformed { reason }) => {
-                return response_to(req, 400, Some(&format!("Bad Request: Authorization: {reason}")), Some(&tag))
+                return response_to(
+                    req,
+                    400,
+                    Some(&format!("Bad Request: Authorization: {reason}")),
+                    Some(&tag),
+                )
             }
-            Err(AuthError::Replay { .. }) => return response_to(req, 403, Some("Forbidden: replayed nonce count"), Some(&tag)),
+            Err(AuthError::Replay { .. }) => {
+                return response_to(
+                    req,
+                    403,
+                    Some("Forbidden: replayed nonce count"),
+                    Some(&tag),
+                )
+            }
             // Unknown users and wrong passwords get the same answer (no enumeration).
             Err(_) => return response_to(req, 403, None, Some(&tag)),
         };
         if user != aor_user {
-            return response_to(req, 403, Some("Forbidden: not your address of record"), Some(&tag));
+            return response_to(
+                req,
+                403,
+                Some("Forbidden: not your address of record"),
+                Some(&tag),
+            );
         }
         let default_expires = req.expires().unwrap_or(3600);
         let now = Instant::now();
@@ -262,7 +321,10 @@ impl Echo {
         let mut resp = response_to(req, 200, None, Some(&tag));
         for b in bindings.iter() {
             let left = b.expires_at.saturating_duration_since(now).as_secs();
-            resp.headers.push(HeaderName::Contact, format!("<{}>;expires={left}", b.contact));
+            resp.headers.push(
+                HeaderName::Contact,
+                format!("<{}>;expires={left}", b.contact),
+            );
         }
         resp
     }

@@ -3,7 +3,9 @@
 //! Content-Type, token lists). Values stay as received text until a typed accessor parses
 //! them; the parser runs the same typed parsers once to decide whether a message is valid.
 
-use super::text::{is_lws, is_token, is_token_char, is_word_char, split_list, take_quoted, trim_lws, ByteStr};
+use super::text::{
+    is_lws, is_token, is_token_char, is_word_char, split_list, take_quoted, trim_lws, ByteStr,
+};
 use super::uri::{parse_hostport, Host, Params, Uri};
 use std::fmt;
 
@@ -138,7 +140,10 @@ impl Headers {
     }
 
     pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a ByteStr> + 'a {
-        self.0.iter().filter(move |h| &h.name == name).map(|h| &h.value)
+        self.0
+            .iter()
+            .filter(move |h| &h.name == name)
+            .map(|h| &h.value)
     }
 
     pub fn count(&self, name: &HeaderName) -> usize {
@@ -301,11 +306,9 @@ impl Via {
                 return bad("bad received parameter");
             }
         }
-        if let Some(rport) = params.get("rport") {
-            if let Some(v) = rport {
-                if v.parse::<u16>().is_err() {
-                    return bad("bad rport parameter");
-                }
+        if let Some(Some(v)) = params.get("rport") {
+            if v.parse::<u16>().is_err() {
+                return bad("bad rport parameter");
             }
         }
         Ok(Via {
@@ -331,7 +334,9 @@ impl Via {
 
     /// `Some(None)` when the client asked for rport (RFC 3581) without a value.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
     }
 }
 
@@ -379,7 +384,14 @@ impl NameAddr {
             if !d.split([' ', '\t']).filter(|w| !w.is_empty()).all(is_token) {
                 return bad("display name has characters that need quoting");
             }
-            (if d.is_empty() { None } else { Some(d.to_owned()) }, &s[lt..])
+            (
+                if d.is_empty() {
+                    None
+                } else {
+                    Some(d.to_owned())
+                },
+                &s[lt..],
+            )
         } else {
             (None, s)
         };
@@ -395,7 +407,11 @@ impl NameAddr {
                 what: e.to_string(),
             })?;
             let params = parse_header_params(&inner[gt + 1..])?;
-            Ok(NameAddr { display, uri, params })
+            Ok(NameAddr {
+                display,
+                uri,
+                params,
+            })
         } else {
             // addr-spec: the URI may not contain ',', '?' or ';' (those need <>), so it
             // ends at the first ';'.
@@ -554,8 +570,11 @@ pub fn check_sip_date(s: &str) -> Result<(), ValueError> {
     let s = trim_lws(s);
     let b = s.as_bytes();
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     let ok = b.len() == 29
         && DAYS.contains(&&s[0..3])
         && &s[3..5] == ", "
@@ -586,7 +605,10 @@ pub fn check_value(name: &HeaderName, value: &str) -> Result<(), ValueError> {
         HeaderName::From | HeaderName::To => NameAddr::parse(value).map(drop),
         HeaderName::Contact => parse_contact(value).map(drop),
         HeaderName::Route | HeaderName::RecordRoute => {
-            if !trim_lws(value).starts_with('<') && !trim_lws(value).starts_with('"') && trim_lws(value).find('<').is_none() {
+            if !trim_lws(value).starts_with('<')
+                && !trim_lws(value).starts_with('"')
+                && trim_lws(value).find('<').is_none()
+            {
                 return bad("must be <URI>");
             }
             NameAddr::parse(value).map(drop)
@@ -641,7 +663,9 @@ mod tests {
         let v = Via::parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!(v.transport, "UDP");
         assert_eq!(v.branch(), Some("390skdjuw"));
-        let v = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9hG4bK9ikj8").unwrap();
+        let v =
+            Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9hG4bK9ikj8")
+                .unwrap();
         assert_eq!(v.host, Host::Name("spindle.example.com".into()));
         assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
         let v = Via::parse("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport").unwrap();
@@ -653,10 +677,14 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let n = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#).unwrap();
+        let n = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#,
+        )
+        .unwrap();
         assert_eq!(n.display.as_deref(), Some(r#"J Rosenberg \""#));
         assert_eq!(n.tag(), Some("98asjd8"));
-        let n = NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        let n =
+            NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert_eq!(n.tag(), Some("1918181833n"));
         let n = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(n.display.as_deref(), Some("caller"));
@@ -685,8 +713,14 @@ mod tests {
     #[test]
     fn header_names_resolve_compact_and_case() {
         assert_eq!(HeaderName::from_wire("v".into()), HeaderName::Via);
-        assert_eq!(HeaderName::from_wire("MaX-fOrWaRdS".into()), HeaderName::MaxForwards);
+        assert_eq!(
+            HeaderName::from_wire("MaX-fOrWaRdS".into()),
+            HeaderName::MaxForwards
+        );
         assert_eq!(HeaderName::from_wire("l".into()), HeaderName::ContentLength);
-        assert!(matches!(HeaderName::from_wire("C%6Fntact".into()), HeaderName::Other(_)));
+        assert!(matches!(
+            HeaderName::from_wire("C%6Fntact".into()),
+            HeaderName::Other(_)
+        ));
     }
 }

@@ -121,19 +121,27 @@ pub trait HeaderAccess {
             .collect()
     }
     fn top_via(&self) -> Option<Via> {
-        self.headers().get(&HeaderName::Via).and_then(|v| Via::parse(v).ok())
+        self.headers()
+            .get(&HeaderName::Via)
+            .and_then(|v| Via::parse(v).ok())
     }
-    fn from_header(&self) -> Option<NameAddr> {
-        self.headers().get(&HeaderName::From).and_then(|v| NameAddr::parse(v).ok())
+    fn header_from(&self) -> Option<NameAddr> {
+        self.headers()
+            .get(&HeaderName::From)
+            .and_then(|v| NameAddr::parse(v).ok())
     }
-    fn to_header(&self) -> Option<NameAddr> {
-        self.headers().get(&HeaderName::To).and_then(|v| NameAddr::parse(v).ok())
+    fn header_to(&self) -> Option<NameAddr> {
+        self.headers()
+            .get(&HeaderName::To)
+            .and_then(|v| NameAddr::parse(v).ok())
     }
     fn call_id(&self) -> Option<&str> {
         self.headers().get(&HeaderName::CallId).map(|v| v.as_str())
     }
     fn cseq(&self) -> Option<CSeq> {
-        self.headers().get(&HeaderName::CSeq).and_then(|v| CSeq::parse(v).ok())
+        self.headers()
+            .get(&HeaderName::CSeq)
+            .and_then(|v| CSeq::parse(v).ok())
     }
     fn max_forwards(&self) -> Option<u8> {
         self.headers()
@@ -212,7 +220,12 @@ fn write_headers(buf: &mut BytesMut, headers: &Headers, body: &Bytes) {
 }
 
 fn headers_len(headers: &Headers) -> usize {
-    headers.0.iter().map(|h| h.name.as_str().len() + h.value.len() + 4).sum::<usize>() + 24
+    headers
+        .0
+        .iter()
+        .map(|h| h.name.as_str().len() + h.value.len() + 4)
+        .sum::<usize>()
+        + 24
 }
 
 impl Request {
@@ -227,7 +240,8 @@ impl Request {
 
     pub fn to_bytes(&self) -> Bytes {
         let uri = self.uri.to_string();
-        let mut buf = BytesMut::with_capacity(headers_len(&self.headers) + uri.len() + 32 + self.body.len());
+        let mut buf =
+            BytesMut::with_capacity(headers_len(&self.headers) + uri.len() + 32 + self.body.len());
         buf.put_slice(self.method.as_str().as_bytes());
         buf.put_u8(b' ');
         buf.put_slice(uri.as_bytes());
@@ -255,7 +269,9 @@ impl Response {
     }
 
     pub fn to_bytes(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(headers_len(&self.headers) + self.reason.len() + 16 + self.body.len());
+        let mut buf = BytesMut::with_capacity(
+            headers_len(&self.headers) + self.reason.len() + 16 + self.body.len(),
+        );
         buf.put_slice(format!("SIP/2.0 {} ", self.status).as_bytes());
         buf.put_slice(self.reason.as_bytes());
         buf.put_slice(b"\r\n");
@@ -323,7 +339,12 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 /// Builds a response to `req` (RFC 3261 §8.2.6.2): Via, From, To, Call-ID and CSeq copied;
 /// `to_tag` is added to To when To has none (for everything but 100 Trying).
-pub fn response_to(req: &Request, status: u16, reason: Option<&str>, to_tag: Option<&str>) -> Response {
+pub fn response_to(
+    req: &Request,
+    status: u16,
+    reason: Option<&str>,
+    to_tag: Option<&str>,
+) -> Response {
     let mut resp = Response::new(status, reason.unwrap_or(reason_phrase(status)));
     for h in &req.headers.0 {
         match h.name {

@@ -101,19 +101,29 @@ fn lines(data: &[u8], start: usize, end: usize) -> Vec<(usize, usize)> {
     let mut i = start;
     while i < end {
         if data[i] == b'\n' {
-            let line_end = if i > line_start && data[i - 1] == b'\r' { i - 1 } else { i };
+            let line_end = if i > line_start && data[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            };
             out.push((line_start, line_end));
             line_start = i + 1;
         }
         i += 1;
     }
-    let line_end = if end > line_start && data[end - 1] == b'\r' { end - 1 } else { end };
+    let line_end = if end > line_start && data[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
     out.push((line_start, line_end));
     out
 }
 
 fn skip_leading_crlf(data: &[u8]) -> usize {
-    data.iter().take_while(|&&c| c == b'\r' || c == b'\n').count()
+    data.iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count()
 }
 
 enum StartLine {
@@ -211,19 +221,29 @@ fn parse_start_line(data: &Bytes, (s, e): (usize, usize)) -> Result<StartLine, P
 }
 
 /// One unfolded header line: name and value, as slices of `data` when possible.
-fn header_from_lines(data: &Bytes, first: (usize, usize), continuations: &[(usize, usize)], index: usize) -> Result<(ByteStr, ByteStr), ParseError> {
+fn header_from_lines(
+    data: &Bytes,
+    first: (usize, usize),
+    continuations: &[(usize, usize)],
+    index: usize,
+) -> Result<(ByteStr, ByteStr), ParseError> {
     let line = &data[first.0..first.1];
-    let colon = line.iter().position(|&c| c == b':').ok_or(ParseError::HeaderLine {
-        line: index,
-        reason: "no ':' in header line",
-    })?;
+    let colon = line
+        .iter()
+        .position(|&c| c == b':')
+        .ok_or(ParseError::HeaderLine {
+            line: index,
+            reason: "no ':' in header line",
+        })?;
     let mut name_end = colon;
     while name_end > 0 && is_lws(line[name_end - 1]) {
         name_end -= 1;
     }
-    let name = ByteStr::from_utf8(data.slice(first.0..first.0 + name_end)).map_err(|_| ParseError::HeaderLine {
-        line: index,
-        reason: "header name is not a token",
+    let name = ByteStr::from_utf8(data.slice(first.0..first.0 + name_end)).map_err(|_| {
+        ParseError::HeaderLine {
+            line: index,
+            reason: "header name is not a token",
+        }
     })?;
     if !is_token(&name) {
         return Err(ParseError::HeaderLine {
@@ -237,7 +257,8 @@ fn header_from_lines(data: &Bytes, first: (usize, usize), continuations: &[(usiz
         reason: "header value is not UTF-8",
     };
     let value = if continuations.is_empty() {
-        let raw = ByteStr::from_utf8(data.slice(value_range.0..value_range.1)).map_err(|_| bad_utf8.clone())?;
+        let raw = ByteStr::from_utf8(data.slice(value_range.0..value_range.1))
+            .map_err(|_| bad_utf8.clone())?;
         let trimmed = trim_lws(&raw);
         ByteStr::from_utf8(raw.as_bytes().slice_ref(trimmed.as_bytes())).map_err(|_| bad_utf8)?
     } else {
@@ -299,7 +320,8 @@ pub fn parse(data: Bytes) -> Result<Message, ParseError> {
             });
         }
         let mut j = i + 1;
-        while j < all_lines.len() && all_lines[j].0 < all_lines[j].1 && is_lws(data[all_lines[j].0]) {
+        while j < all_lines.len() && all_lines[j].0 < all_lines[j].1 && is_lws(data[all_lines[j].0])
+        {
             j += 1;
         }
         let (name, value) = header_from_lines(&data, first, &all_lines[i + 1..j], i)?;
@@ -338,7 +360,10 @@ pub fn parse(data: Bytes) -> Result<Message, ParseError> {
         [declared, rest @ ..] if rest.iter().all(|l| l == declared) => {
             let declared = usize::try_from(*declared).unwrap_or(usize::MAX);
             if declared > available {
-                return Err(ParseError::Truncated { declared, actual: available });
+                return Err(ParseError::Truncated {
+                    declared,
+                    actual: available,
+                });
             }
             data.slice(body_start..body_start + declared)
         }
@@ -359,7 +384,12 @@ pub fn parse(data: Bytes) -> Result<Message, ParseError> {
                     }
                 }
             }
-            Ok(Message::Request(Request { method, uri, headers, body }))
+            Ok(Message::Request(Request {
+                method,
+                uri,
+                headers,
+                body,
+            }))
         }
         StartLine::Response { status, reason } => Ok(Message::Response(Response {
             status,
@@ -382,7 +412,10 @@ pub enum Frame {
     Message { len: usize },
     /// The stream cannot be framed past this point; `head_len` octets of headers are
     /// available to answer from. The connection must be closed.
-    Broken { reason: &'static str, head_len: usize },
+    Broken {
+        reason: &'static str,
+        head_len: usize,
+    },
 }
 
 /// Frames the next message of a stream by its Content-Length (RFC 3261 §18.3).
@@ -412,7 +445,10 @@ pub fn frame(buf: &[u8]) -> Frame {
         let name = trim_ascii(&line[..colon]);
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
             let value = trim_ascii(&line[colon + 1..]);
-            match std::str::from_utf8(value).ok().and_then(|v| v.parse::<usize>().ok()) {
+            match std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+            {
                 Some(n) if value.iter().all(u8::is_ascii_digit) => lengths.push(n),
                 _ => {
                     return Frame::Broken {

@@ -62,7 +62,7 @@ proptest! {
         prop_assert_eq!(&back.method, &req.method);
         prop_assert_eq!(&back.uri, &req.uri);
         prop_assert_eq!(&back.body, &req.body);
-        prop_assert_eq!(back.from_header(), req.from_header());
+        prop_assert_eq!(back.header_from(), req.header_from());
         prop_assert_eq!(back.cseq(), req.cseq());
         prop_assert_eq!(back.to_bytes(), bytes);
     }

@@ -122,7 +122,11 @@ impl Params {
     }
 
     pub fn set(&mut self, name: &str, value: Option<String>) {
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_owned(), value)),
         }
@@ -181,9 +185,15 @@ impl SipUri {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uri {
     Sip(SipUri),
-    Tel { number: String, params: Params },
+    Tel {
+        number: String,
+        params: Params,
+    },
     /// Any other scheme, kept as received (`scheme` is lower-cased).
-    Other { scheme: String, opaque: String },
+    Other {
+        scheme: String,
+        opaque: String,
+    },
 }
 
 impl Uri {
@@ -218,7 +228,10 @@ impl Uri {
         })?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
-        let scheme_ok = scheme.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+        let scheme_ok = scheme
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
             && scheme
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
@@ -239,7 +252,11 @@ impl Uri {
             };
             let number_ok = !number.is_empty()
                 && number.bytes().all(|c| {
-                    c.is_ascii_hexdigit() || matches!(c, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#' | b'p' | b'w')
+                    c.is_ascii_hexdigit()
+                        || matches!(
+                            c,
+                            b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#' | b'p' | b'w'
+                        )
                 });
             if !number_ok {
                 return err("bad tel number");
@@ -258,16 +275,25 @@ impl Uri {
 }
 
 fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 /// Checks that every byte is allowed or part of a `%HH` escape.
-fn check_escaped(s: &str, allowed: impl Fn(u8) -> bool, what: &'static str) -> Result<(), UriError> {
+fn check_escaped(
+    s: &str,
+    allowed: impl Fn(u8) -> bool,
+    what: &'static str,
+) -> Result<(), UriError> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let ok = b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+            let ok =
+                b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
             if !ok {
                 return err("bad %-escape");
             }
@@ -296,9 +322,17 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri, UriError> {
             if u.is_empty() {
                 return err("empty user part");
             }
-            check_escaped(u, |c| matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'), "bad character in user part")?;
+            check_escaped(
+                u,
+                |c| matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'),
+                "bad character in user part",
+            )?;
             if let Some(p) = p {
-                check_escaped(p, |c| matches!(c, b'&' | b'=' | b'+' | b'$' | b','), "bad character in password")?;
+                check_escaped(
+                    p,
+                    |c| matches!(c, b'&' | b'=' | b'+' | b'$' | b','),
+                    "bad character in password",
+                )?;
             }
             (Some(u.to_owned()), p.map(str::to_owned))
         }
@@ -434,7 +468,10 @@ mod tests {
         assert_eq!(s.params.value("transport"), Some("tcp"));
         assert!(s.params.contains("lr"));
         assert_eq!(s.headers.len(), 2);
-        assert_eq!(u.to_string(), "sip:alice:pw@[::1]:5070;transport=tcp;lr?Subject=hi&X=1");
+        assert_eq!(
+            u.to_string(),
+            "sip:alice:pw@[::1]:5070;transport=tcp;lr?Subject=hi&X=1"
+        );
     }
 
     #[test]
@@ -444,13 +481,19 @@ mod tests {
         let u = Uri::parse("sip:sips%3Auser%40example.com@example.net").unwrap();
         assert_eq!(u.user().as_deref(), Some("sips:user@example.com"));
         let u = Uri::parse("sip:user;par=u%40example.net@example.com").unwrap();
-        assert_eq!(u.as_sip().unwrap().user.as_deref(), Some("user;par=u%40example.net"));
+        assert_eq!(
+            u.as_sip().unwrap().user.as_deref(),
+            Some("user;par=u%40example.net")
+        );
     }
 
     #[test]
     fn schemes() {
         assert_eq!(Uri::parse("tel:+86-400-800-1234").unwrap().scheme(), "tel");
-        assert_eq!(Uri::parse("soap.beep://192.0.2.103:3002").unwrap().scheme(), "soap.beep");
+        assert_eq!(
+            Uri::parse("soap.beep://192.0.2.103:3002").unwrap().scheme(),
+            "soap.beep"
+        );
         assert!(Uri::parse("<sip:user@example.com>").is_err());
         assert!(Uri::parse("sip:user@example.com; lr").is_err());
         assert!(Uri::parse("sip:user@exa mple.com").is_err());

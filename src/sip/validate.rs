@@ -61,31 +61,51 @@ impl Default for Capabilities {
 
 impl Capabilities {
     pub fn allow_header(&self) -> String {
-        self.allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
+        self.allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 /// Runs the checks in RFC 3261 order. ACK is never answered, so callers skip it on error.
 pub fn check_request(req: &Request, caps: &Capabilities) -> Result<(), Rejection> {
-    for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
         if req.headers.count(&name) == 0 {
             return Err(Rejection::new(400, format!("Bad Request: missing {name}")));
         }
     }
     for h in &req.headers.0 {
         if h.name.is_single() && req.headers.count(&h.name) > 1 {
-            return Err(Rejection::new(400, format!("Bad Request: multiple {} headers", h.name)));
+            return Err(Rejection::new(
+                400,
+                format!("Bad Request: multiple {} headers", h.name),
+            ));
         }
     }
     if !caps.allowed.contains(&req.method) {
         let status = if req.method.is_standard() { 405 } else { 501 };
-        let reason = if status == 405 { "Method Not Allowed" } else { "Not Implemented" };
+        let reason = if status == 405 {
+            "Method Not Allowed"
+        } else {
+            "Not Implemented"
+        };
         return Err(Rejection::new(status, reason).with(HeaderName::Allow, caps.allow_header()));
     }
     match req.uri.scheme() {
         "sip" | "sips" | "tel" => {}
         other => {
-            return Err(Rejection::new(416, format!("Unsupported URI Scheme: {other}")));
+            return Err(Rejection::new(
+                416,
+                format!("Unsupported URI Scheme: {other}"),
+            ));
         }
     }
     if req.method != Method::Ack && req.method != Method::Cancel {
@@ -95,10 +115,14 @@ pub fn check_request(req: &Request, caps: &Capabilities) -> Result<(), Rejection
             .filter(|tag| !caps.supported.iter().any(|s| s.eq_ignore_ascii_case(tag)))
             .collect();
         if !unsupported.is_empty() {
-            return Err(Rejection::new(420, "Bad Extension").with(HeaderName::Unsupported, unsupported.join(", ")));
+            return Err(Rejection::new(420, "Bad Extension")
+                .with(HeaderName::Unsupported, unsupported.join(", ")));
         }
     }
-    let carries_session = matches!(req.method, Method::Invite | Method::Ack | Method::Update | Method::Prack);
+    let carries_session = matches!(
+        req.method,
+        Method::Invite | Method::Ack | Method::Update | Method::Prack
+    );
     if carries_session && !req.body.is_empty() {
         let accepted = req
             .content_type()
@@ -110,7 +134,9 @@ pub fn check_request(req: &Request, caps: &Capabilities) -> Result<(), Rejection
                 .map(|(k, s)| format!("{k}/{s}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Err(Rejection::new(415, "Unsupported Media Type").with(HeaderName::Accept, accept));
+            return Err(
+                Rejection::new(415, "Unsupported Media Type").with(HeaderName::Accept, accept)
+            );
         }
     }
     if req.method == Method::Invite {
@@ -120,7 +146,11 @@ pub fn check_request(req: &Request, caps: &Capabilities) -> Result<(), Rejection
             .filter_map(|v| super::header::MediaType::parse(v).ok())
             .collect();
         let has_accept = req.headers.count(&HeaderName::Accept) > 0;
-        if has_accept && !ranges.iter().any(|r| caps.accepted_bodies.iter().any(|(k, s)| r.admits(k, s))) {
+        if has_accept
+            && !ranges
+                .iter()
+                .any(|r| caps.accepted_bodies.iter().any(|(k, s)| r.admits(k, s)))
+        {
             let accept = caps
                 .accepted_bodies
                 .iter()

@@ -24,7 +24,9 @@ pub fn target_for_uri(uri: &Uri) -> Option<Target> {
     let ip: IpAddr = match &sip.host {
         Host::V4(a) => IpAddr::V4(*a),
         Host::V6(a) => IpAddr::V6(*a),
-        Host::Name(n) if n.eq_ignore_ascii_case("localhost") => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        Host::Name(n) if n.eq_ignore_ascii_case("localhost") => {
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
         Host::Name(_) => return None,
     };
     let protocol = match sip.params.value("transport") {
@@ -37,12 +39,20 @@ pub fn target_for_uri(uri: &Uri) -> Option<Target> {
     })
 }
 
-pub(crate) fn local_hostport(transports: &Transports, config: &EndpointConfig, protocol: Protocol, remote: SocketAddr) -> (String, u16) {
+pub(crate) fn local_hostport(
+    transports: &Transports,
+    config: &EndpointConfig,
+    protocol: Protocol,
+    remote: SocketAddr,
+) -> (String, u16) {
     let local = transports
         .local_addr_for(protocol, remote)
         .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5060));
     let host = if local.ip().is_unspecified() {
-        config.advertised_host.clone().unwrap_or_else(|| "127.0.0.1".to_owned())
+        config
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".to_owned())
     } else {
         match local.ip() {
             IpAddr::V4(a) => a.to_string(),
@@ -59,7 +69,9 @@ pub(crate) fn stamp_received(req: &mut Request, peer: &Peer) {
     let Some(first) = req.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) else {
         return;
     };
-    let Ok(mut via) = Via::parse(&first.value) else { return };
+    let Ok(mut via) = Via::parse(&first.value) else {
+        return;
+    };
     let source_ip = peer.remote.ip();
     let sent_by_ip = match &via.host {
         Host::V4(a) => Some(IpAddr::V4(*a)),
@@ -72,7 +84,8 @@ pub(crate) fn stamp_received(req: &mut Request, peer: &Peer) {
         changed = true;
     }
     if via.rport() == Some(None) {
-        via.params.set("rport", Some(peer.remote.port().to_string()));
+        via.params
+            .set("rport", Some(peer.remote.port().to_string()));
         changed = true;
     }
     if changed {
@@ -97,7 +110,10 @@ pub(crate) fn add_via(req: &mut Request, host: &str, port: u16, protocol: Protoc
     let branch = new_branch();
     req.headers.push_front(
         HeaderName::Via,
-        format!("SIP/2.0/{} {host}:{port};branch={branch};rport", protocol.via_token()),
+        format!(
+            "SIP/2.0/{} {host}:{port};branch={branch};rport",
+            protocol.via_token()
+        ),
     );
     if req.headers.count(&HeaderName::MaxForwards) == 0 {
         req.headers.push(HeaderName::MaxForwards, "70");
@@ -138,7 +154,9 @@ pub(crate) fn cancel_for(invite: &Request) -> Request {
     copy(&mut cancel, invite, &HeaderName::To);
     copy(&mut cancel, invite, &HeaderName::CallId);
     let seq = invite.cseq().map_or(1, |c| c.seq);
-    cancel.headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
+    cancel
+        .headers
+        .push(HeaderName::CSeq, format!("{seq} CANCEL"));
     for route in invite.headers.get_all(&HeaderName::Route) {
         cancel.headers.push(HeaderName::Route, route.clone());
     }

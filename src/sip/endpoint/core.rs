@@ -3,13 +3,18 @@
 //! the UAS core's duties (validation, merged-request detection, CANCEL, 2xx
 //! retransmission until ACK).
 
-use super::build::{ack_for_failure, add_via, cancel_for, local_hostport, response_target, stamp_received, Target};
+use super::build::{
+    ack_for_failure, add_via, cancel_for, local_hostport, response_target, stamp_received, Target,
+};
 use super::{ClientTx, Command, EndpointConfig, Event, ServerTx};
 use crate::sip::header::HeaderName;
-use crate::sip::message::{random_token, response_to, HeaderAccess, Message, Method, Request, Response};
+use crate::sip::message::{
+    random_token, response_to, HeaderAccess, Message, Method, Request, Response,
+};
 use crate::sip::parse::{parse, reply_info};
 use crate::sip::transaction::{
-    Action, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TerminationReason, TimerId, TimerSet,
+    Action, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TerminationReason,
+    TimerId, TimerSet,
 };
 use crate::sip::transport::{Peer, Protocol, Received, Transports};
 use crate::sip::validate::check_request;
@@ -113,12 +118,34 @@ fn server_key(req: &Request) -> Option<String> {
         // for a new request from being answered with an old response.
         let port = via.port.unwrap_or(5060);
         let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
-        Some(format!("{}|{}:{}|{}|{}|{}", via.branch()?, via.host, port, method, req.call_id().unwrap_or(""), seq))
+        Some(format!(
+            "{}|{}:{}|{}|{}|{}",
+            via.branch()?,
+            via.host,
+            port,
+            method,
+            req.call_id().unwrap_or(""),
+            seq
+        ))
     } else {
-        let from_tag = req.from_header().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
+        let from_tag = req
+            .header_from()
+            .and_then(|f| f.tag().map(str::to_owned))
+            .unwrap_or_default();
         let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
-        let top = req.headers.get(&HeaderName::Via).map(|v| v.to_string()).unwrap_or_default();
-        Some(format!("2543|{}|{}|{}|{}|{}", req.call_id().unwrap_or(""), from_tag, seq, top, method))
+        let top = req
+            .headers
+            .get(&HeaderName::Via)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        Some(format!(
+            "2543|{}|{}|{}|{}|{}",
+            req.call_id().unwrap_or(""),
+            from_tag,
+            seq,
+            top,
+            method
+        ))
     }
 }
 
@@ -127,7 +154,12 @@ fn pending_key(call_id: &str, seq: u32) -> String {
 }
 
 impl Core {
-    pub(crate) fn new(config: Arc<EndpointConfig>, transports: Arc<Transports>, events: mpsc::Sender<Event>, commands: mpsc::Sender<Command>) -> Self {
+    pub(crate) fn new(
+        config: Arc<EndpointConfig>,
+        transports: Arc<Transports>,
+        events: mpsc::Sender<Event>,
+        commands: mpsc::Sender<Command>,
+    ) -> Self {
         Core {
             config,
             transports,
@@ -144,7 +176,12 @@ impl Core {
         }
     }
 
-    pub(crate) async fn run(mut self, mut inbound: mpsc::Receiver<Received>, mut commands: mpsc::Receiver<Command>, cancel: CancellationToken) {
+    pub(crate) async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Received>,
+        mut commands: mpsc::Receiver<Command>,
+        cancel: CancellationToken,
+    ) {
         loop {
             let next = self.heap.peek().map(|Reverse((at, _, _))| *at);
             tokio::select! {
@@ -189,7 +226,15 @@ impl Core {
                 tracing::debug!(remote = %msg.peer.remote, error = %e, "answering unparseable request");
                 let mut resp = info.response(e.status(), &e.reason_phrase());
                 add_to_tag(&mut resp);
-                send(&self.transports, &self.commands, msg.peer.protocol, Some(msg.peer.local), msg.peer.remote, resp.to_bytes(), None);
+                send(
+                    &self.transports,
+                    &self.commands,
+                    msg.peer.protocol,
+                    Some(msg.peer.local),
+                    msg.peer.remote,
+                    resp.to_bytes(),
+                    None,
+                );
             }
         }
     }
@@ -215,27 +260,52 @@ impl Core {
         }
         // Merged request (RFC 3261 §8.2.2.2): same From tag, Call-ID and CSeq as a
         // request in progress but another branch, and no To tag.
-        let merge_key = match (req.to_header().map(|t| t.tag().is_none()), req.from_header(), req.cseq()) {
-            (Some(true), Some(from), Some(cseq)) => from
-                .tag()
-                .map(|tag| format!("{}|{}|{}|{}", req.call_id().unwrap_or(""), tag, cseq.seq, cseq.method)),
+        let merge_key = match (
+            req.header_to().map(|t| t.tag().is_none()),
+            req.header_from(),
+            req.cseq(),
+        ) {
+            (Some(true), Some(from), Some(cseq)) => from.tag().map(|tag| {
+                format!(
+                    "{}|{}|{}|{}",
+                    req.call_id().unwrap_or(""),
+                    tag,
+                    cseq.seq,
+                    cseq.method
+                )
+            }),
             _ => None,
         };
-        let merged = merge_key.as_ref().is_some_and(|k| self.merge_keys.contains_key(k));
+        let merged = merge_key
+            .as_ref()
+            .is_some_and(|k| self.merge_keys.contains_key(k));
         let id = self.create_server(req, peer, key, if merged { None } else { merge_key });
         let entry = &self.servers[&id];
         if merged {
-            return self.respond(ServerTx(id), response_to(&entry.request, 482, None, Some(&entry.to_tag)));
+            return self.respond(
+                ServerTx(id),
+                response_to(&entry.request, 482, None, Some(&entry.to_tag)),
+            );
         }
         if let Err(rejection) = check_request(&entry.request, &self.config.capabilities) {
-            let mut resp = response_to(&entry.request, rejection.status, Some(&rejection.reason), Some(&entry.to_tag));
+            let mut resp = response_to(
+                &entry.request,
+                rejection.status,
+                Some(&rejection.reason),
+                Some(&entry.to_tag),
+            );
             for (name, value) in rejection.headers {
                 resp.headers.push(name, value);
             }
             return self.respond(ServerTx(id), resp);
         }
         if self.transaction_count() > self.config.max_transactions {
-            let mut resp = response_to(&entry.request, 503, Some("Service Unavailable: overloaded"), Some(&entry.to_tag));
+            let mut resp = response_to(
+                &entry.request,
+                503,
+                Some("Service Unavailable: overloaded"),
+                Some(&entry.to_tag),
+            );
             resp.headers.push(HeaderName::RetryAfter, "5");
             return self.respond(ServerTx(id), resp);
         }
@@ -244,14 +314,27 @@ impl Core {
             request: entry.request.clone(),
             peer: entry.peer.clone(),
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) | Err(mpsc::error::TrySendError::Closed(_)) = self.events.try_send(event) {
-            let mut resp = response_to(&entry.request, 503, Some("Service Unavailable: overloaded"), Some(&entry.to_tag));
+        if let Err(mpsc::error::TrySendError::Full(_)) | Err(mpsc::error::TrySendError::Closed(_)) =
+            self.events.try_send(event)
+        {
+            let mut resp = response_to(
+                &entry.request,
+                503,
+                Some("Service Unavailable: overloaded"),
+                Some(&entry.to_tag),
+            );
             resp.headers.push(HeaderName::RetryAfter, "5");
             self.respond(ServerTx(id), resp);
         }
     }
 
-    fn create_server(&mut self, req: Request, peer: Peer, key: String, merge_key: Option<String>) -> u64 {
+    fn create_server(
+        &mut self,
+        req: Request,
+        peer: Peer,
+        key: String,
+        merge_key: Option<String>,
+    ) -> u64 {
         let id = self.next_server;
         self.next_server += 1;
         let reliable = peer.protocol.is_reliable();
@@ -265,7 +348,7 @@ impl Core {
         let reply_to = response_target(&req, &peer, self.config.force_rport);
         // A To tag the request already has (in-dialog) stays; otherwise ours.
         let to_tag = req
-            .to_header()
+            .header_to()
             .and_then(|t| t.tag().map(str::to_owned))
             .unwrap_or_else(random_token);
         self.server_keys.insert(key.clone(), id);
@@ -322,14 +405,25 @@ impl Core {
         let to_tag = self.servers[&id].to_tag.clone();
         let invite_id = invite_key.and_then(|k| self.server_keys.get(&k).copied());
         let Some(invite_id) = invite_id else {
-            return self.respond(ServerTx(id), response_to(&cancel_req, 481, None, Some(&to_tag)));
+            return self.respond(
+                ServerTx(id),
+                response_to(&cancel_req, 481, None, Some(&to_tag)),
+            );
         };
-        self.respond(ServerTx(id), response_to(&cancel_req, 200, None, Some(&to_tag)));
+        self.respond(
+            ServerTx(id),
+            response_to(&cancel_req, 200, None, Some(&to_tag)),
+        );
         let invite = &self.servers[&invite_id];
         if !invite.final_sent {
             let resp = response_to(&invite.request, 487, None, Some(&invite.to_tag));
             self.respond(ServerTx(invite_id), resp);
-            emit(&self.events, Event::Cancelled { tx: ServerTx(invite_id) });
+            emit(
+                &self.events,
+                Event::Cancelled {
+                    tx: ServerTx(invite_id),
+                },
+            );
         }
     }
 
@@ -369,9 +463,15 @@ impl Core {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Respond { tx, response } => self.respond(tx, response),
-            Command::Request { tx, request, target } => self.start_client(tx, request, target),
+            Command::Request {
+                tx,
+                request,
+                target,
+            } => self.start_client(tx, request, target),
             Command::Cancel { tx } => {
-                let Some(entry) = self.clients.get_mut(&tx.0) else { return };
+                let Some(entry) = self.clients.get_mut(&tx.0) else {
+                    return;
+                };
                 if entry.got_final || entry.request.method != Method::Invite {
                     return;
                 }
@@ -381,10 +481,22 @@ impl Core {
                     entry.cancel_pending = true;
                 }
             }
-            Command::Ack { mut request, target } => {
-                let (host, port) = local_hostport(&self.transports, &self.config, target.protocol, target.addr);
+            Command::Ack {
+                mut request,
+                target,
+            } => {
+                let (host, port) =
+                    local_hostport(&self.transports, &self.config, target.protocol, target.addr);
                 add_via(&mut request, &host, port, target.protocol);
-                send(&self.transports, &self.commands, target.protocol, None, target.addr, request.to_bytes(), None);
+                send(
+                    &self.transports,
+                    &self.commands,
+                    target.protocol,
+                    None,
+                    target.addr,
+                    request.to_bytes(),
+                    None,
+                );
             }
             Command::SendFailed { tx } => {
                 if let Some(tx) = tx {
@@ -410,8 +522,12 @@ impl Core {
         if response.status > 100 {
             ensure_to_tag(&mut response, &entry.to_tag);
         }
-        if response.headers.count(&HeaderName::Server) == 0 && response.headers.count(&HeaderName::UserAgent) == 0 {
-            response.headers.push(HeaderName::Server, self.config.user_agent.as_str());
+        if response.headers.count(&HeaderName::Server) == 0
+            && response.headers.count(&HeaderName::UserAgent) == 0
+        {
+            response
+                .headers
+                .push(HeaderName::Server, self.config.user_agent.as_str());
         }
         let bytes = response.to_bytes();
         entry.last_response = Some(bytes.clone());
@@ -426,7 +542,11 @@ impl Core {
                 let t1 = self.config.timers.t1;
                 let reliable = entry.peer.protocol.is_reliable();
                 // Over TCP the 2xx is not resent, but the ACK is still awaited.
-                let first = if reliable { self.config.timers.timeout() } else { t1 };
+                let first = if reliable {
+                    self.config.timers.timeout()
+                } else {
+                    t1
+                };
                 self.pending_2xx.insert(
                     key.clone(),
                     Pending2xx {
@@ -439,7 +559,11 @@ impl Core {
                         next_at: now + first,
                     },
                 );
-                self.heap.push(Reverse((now + first.min(self.config.timers.timeout()), TimerOwner::Pending2xx(key), TimerId::G)));
+                self.heap.push(Reverse((
+                    now + first.min(self.config.timers.timeout()),
+                    TimerOwner::Pending2xx(key),
+                    TimerId::G,
+                )));
             }
         }
         let actions = match &mut entry.machine {
@@ -450,12 +574,18 @@ impl Core {
     }
 
     fn start_client(&mut self, tx: ClientTx, mut request: Request, target: Target) {
-        let (host, port) = local_hostport(&self.transports, &self.config, target.protocol, target.addr);
+        let (host, port) =
+            local_hostport(&self.transports, &self.config, target.protocol, target.addr);
         let branch = add_via(&mut request, &host, port, target.protocol);
         if request.headers.count(&HeaderName::UserAgent) == 0 {
-            request.headers.push(HeaderName::UserAgent, self.config.user_agent.as_str());
+            request
+                .headers
+                .push(HeaderName::UserAgent, self.config.user_agent.as_str());
         }
-        let method = request.cseq().map(|c| c.method).unwrap_or_else(|| request.method.clone());
+        let method = request
+            .cseq()
+            .map(|c| c.method)
+            .unwrap_or_else(|| request.method.clone());
         let key = format!("{branch}|{method}");
         let reliable = target.protocol.is_reliable();
         let (machine, actions) = if request.method == Method::Invite {
@@ -487,12 +617,15 @@ impl Core {
     }
 
     fn send_cancel(&mut self, id: u64) {
-        let Some(entry) = self.clients.get(&id) else { return };
+        let Some(entry) = self.clients.get(&id) else {
+            return;
+        };
         let cancel = cancel_for(&entry.request);
         let target = entry.target;
         // The CANCEL is its own non-INVITE client transaction with the INVITE's branch.
         let cancel_tx = ClientTx(u64::MAX - id);
-        let (machine, actions) = ClientNonInvite::new(target.protocol.is_reliable(), self.config.timers);
+        let (machine, actions) =
+            ClientNonInvite::new(target.protocol.is_reliable(), self.config.timers);
         let branch = cancel.branch().unwrap_or_default();
         let key = format!("{branch}|CANCEL");
         self.client_keys.insert(key.clone(), cancel_tx.0);
@@ -526,7 +659,9 @@ impl Core {
             let Reverse((at, owner, id)) = self.heap.pop().expect("peeked");
             match owner {
                 TimerOwner::Server(sid) => {
-                    let Some(entry) = self.servers.get_mut(&sid) else { continue };
+                    let Some(entry) = self.servers.get_mut(&sid) else {
+                        continue;
+                    };
                     if entry.timers.get(id) != Some(at) {
                         continue; // re-armed or cancelled since
                     }
@@ -538,7 +673,9 @@ impl Core {
                     self.apply_server(sid, actions);
                 }
                 TimerOwner::Client(cid) => {
-                    let Some(entry) = self.clients.get_mut(&cid) else { continue };
+                    let Some(entry) = self.clients.get_mut(&cid) else {
+                        continue;
+                    };
                     if entry.timers.get(id) != Some(at) {
                         continue;
                     }
@@ -555,28 +692,46 @@ impl Core {
     }
 
     fn on_pending_2xx(&mut self, key: String, at: Instant, now: Instant) {
-        let Some(p) = self.pending_2xx.get_mut(&key) else { return };
+        let Some(p) = self.pending_2xx.get_mut(&key) else {
+            return;
+        };
         if p.next_at != at {
             return;
         }
         if now >= p.give_up_at {
             self.pending_2xx.remove(&key);
             let (call_id, seq) = key.rsplit_once('|').unwrap_or((&key, "0"));
-            emit(&self.events, Event::AckTimeout {
-                call_id: call_id.to_owned(),
-                cseq: seq.parse().unwrap_or(0),
-            });
+            emit(
+                &self.events,
+                Event::AckTimeout {
+                    call_id: call_id.to_owned(),
+                    cseq: seq.parse().unwrap_or(0),
+                },
+            );
             return;
         }
         let (protocol, local, remote, bytes) = (p.protocol, p.local, p.reply_to, p.bytes.clone());
         let resend = !protocol.is_reliable();
         p.interval = (p.interval * 2).min(self.config.timers.t2);
         // From the planned time, not the time we got to it, so delays do not accumulate.
-        p.next_at = if resend { (at + p.interval).min(p.give_up_at) } else { p.give_up_at };
+        p.next_at = if resend {
+            (at + p.interval).min(p.give_up_at)
+        } else {
+            p.give_up_at
+        };
         let next = p.next_at;
-        self.heap.push(Reverse((next, TimerOwner::Pending2xx(key), TimerId::G)));
+        self.heap
+            .push(Reverse((next, TimerOwner::Pending2xx(key), TimerId::G)));
         if resend {
-            send(&self.transports, &self.commands, protocol, Some(local), remote, bytes, None);
+            send(
+                &self.transports,
+                &self.commands,
+                protocol,
+                Some(local),
+                remote,
+                bytes,
+                None,
+            );
         }
     }
 
@@ -584,20 +739,35 @@ impl Core {
 
     fn apply_server(&mut self, id: u64, actions: Vec<Action>) {
         let now = Instant::now();
-        let Some(entry) = self.servers.get_mut(&id) else { return };
+        let Some(entry) = self.servers.get_mut(&id) else {
+            return;
+        };
         entry.timers.apply(now, &actions);
         let mut terminated = false;
         for action in &actions {
             match action {
                 Action::SendLastResponse => {
                     if let Some(bytes) = &entry.last_response {
-                        let (p, l, r, b) = (entry.peer.protocol, entry.peer.local, entry.reply_to, bytes.clone());
+                        let (p, l, r, b) = (
+                            entry.peer.protocol,
+                            entry.peer.local,
+                            entry.reply_to,
+                            bytes.clone(),
+                        );
                         send(&self.transports, &self.commands, p, Some(l), r, b, None);
                     }
                 }
                 Action::SendTrying => {
                     let trying = response_to(&entry.request, 100, None, None).to_bytes();
-                    send(&self.transports, &self.commands, entry.peer.protocol, Some(entry.peer.local), entry.reply_to, trying, None);
+                    send(
+                        &self.transports,
+                        &self.commands,
+                        entry.peer.protocol,
+                        Some(entry.peer.local),
+                        entry.reply_to,
+                        trying,
+                        None,
+                    );
                 }
                 Action::Terminated(reason) => {
                     terminated = true;
@@ -621,7 +791,9 @@ impl Core {
 
     fn apply_client(&mut self, id: u64, actions: Vec<Action>) {
         let now = Instant::now();
-        let Some(entry) = self.clients.get_mut(&id) else { return };
+        let Some(entry) = self.clients.get_mut(&id) else {
+            return;
+        };
         entry.timers.apply(now, &actions);
         let mut terminated = None;
         let tx = ClientTx(id);
@@ -630,13 +802,29 @@ impl Core {
             match action {
                 Action::SendRequest => {
                     let t = entry.target;
-                    send(&self.transports, &self.commands, t.protocol, entry.local, t.addr, entry.bytes.clone(), Some(tx));
+                    send(
+                        &self.transports,
+                        &self.commands,
+                        t.protocol,
+                        entry.local,
+                        t.addr,
+                        entry.bytes.clone(),
+                        Some(tx),
+                    );
                 }
                 Action::SendAck => {
                     if let Some(resp) = &entry.last_response {
                         let ack = ack_for_failure(&entry.request, resp).to_bytes();
                         let t = entry.target;
-                        send(&self.transports, &self.commands, t.protocol, entry.local, t.addr, ack, None);
+                        send(
+                            &self.transports,
+                            &self.commands,
+                            t.protocol,
+                            entry.local,
+                            t.addr,
+                            ack,
+                            None,
+                        );
                     }
                 }
                 Action::PassToTu => {
@@ -664,7 +852,15 @@ impl Core {
     }
 }
 
-fn send(transports: &Arc<Transports>, commands: &mpsc::Sender<Command>, protocol: Protocol, local: Option<SocketAddr>, remote: SocketAddr, data: Bytes, tx: Option<ClientTx>) {
+fn send(
+    transports: &Arc<Transports>,
+    commands: &mpsc::Sender<Command>,
+    protocol: Protocol,
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+    data: Bytes,
+    tx: Option<ClientTx>,
+) {
     match transports.send_now(protocol, local, remote, &data) {
         Ok(true) => {}
         Ok(false) => {
@@ -703,8 +899,12 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 fn ensure_to_tag(resp: &mut Response, tag: &str) {
-    let Some(h) = resp.headers.0.iter_mut().find(|h| h.name == HeaderName::To) else { return };
-    let has_tag = crate::sip::header::NameAddr::parse(&h.value).map(|n| n.tag().is_some()).unwrap_or(true);
+    let Some(h) = resp.headers.0.iter_mut().find(|h| h.name == HeaderName::To) else {
+        return;
+    };
+    let has_tag = crate::sip::header::NameAddr::parse(&h.value)
+        .map(|n| n.tag().is_some())
+        .unwrap_or(true);
     if !has_tag {
         h.value = format!("{};tag={tag}", h.value).into();
     }

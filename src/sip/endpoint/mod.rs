@@ -57,7 +57,10 @@ pub struct EndpointConfig {
 impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
-            listen: vec!["udp:127.0.0.1:5060".parse().expect("valid"), "tcp:127.0.0.1:5060".parse().expect("valid")],
+            listen: vec![
+                "udp:127.0.0.1:5060".parse().expect("valid"),
+                "tcp:127.0.0.1:5060".parse().expect("valid"),
+            ],
             timers: TimerConfig::default(),
             force_rport: true,
             advertised_host: None,
@@ -75,7 +78,11 @@ impl Default for EndpointConfig {
 pub enum Event {
     /// A new request (not ACK, not CANCEL) that passed validation; answer it with
     /// [`Endpoint::respond`].
-    Request { tx: ServerTx, request: Request, peer: Peer },
+    Request {
+        tx: ServerTx,
+        request: Request,
+        peer: Peer,
+    },
     /// An ACK for a 2xx (its own transaction per RFC 3261), or one the INVITE server
     /// transaction passed up (RFC 6026 Accepted state).
     Ack { request: Request, peer: Peer },
@@ -87,20 +94,37 @@ pub enum Event {
     Response { tx: ClientTx, response: Response },
     /// A request we sent got no final response: Timeout reads as 408, TransportError as
     /// 503 (RFC 3261 §8.1.3.1).
-    ClientFailed { tx: ClientTx, reason: TerminationReason },
+    ClientFailed {
+        tx: ClientTx,
+        reason: TerminationReason,
+    },
     /// A 2xx we sent to an INVITE was never acknowledged within 64·T1 (RFC 3261
     /// §13.3.1.4): the application should end the dialog with BYE.
     AckTimeout { call_id: String, cseq: u32 },
 }
 
 pub(crate) enum Command {
-    Respond { tx: ServerTx, response: Response },
-    Request { tx: ClientTx, request: Request, target: Target },
-    Cancel { tx: ClientTx },
+    Respond {
+        tx: ServerTx,
+        response: Response,
+    },
+    Request {
+        tx: ClientTx,
+        request: Request,
+        target: Target,
+    },
+    Cancel {
+        tx: ClientTx,
+    },
     /// An ACK for a 2xx, sent outside any transaction.
-    Ack { request: Request, target: Target },
+    Ack {
+        request: Request,
+        target: Target,
+    },
     /// A send that needed a new TCP connection failed.
-    SendFailed { tx: Option<ClientTx> },
+    SendFailed {
+        tx: Option<ClientTx>,
+    },
 }
 
 /// The application's handle on the endpoint. Cheap to clone.
@@ -120,9 +144,18 @@ pub enum EndpointError {
 
 impl Endpoint {
     /// Binds the transports and starts the core. Stops when `cancel` fires.
-    pub async fn start(config: EndpointConfig, cancel: CancellationToken) -> std::io::Result<(Endpoint, mpsc::Receiver<Event>)> {
+    pub async fn start(
+        config: EndpointConfig,
+        cancel: CancellationToken,
+    ) -> std::io::Result<(Endpoint, mpsc::Receiver<Event>)> {
         let (inbound_tx, inbound_rx) = mpsc::channel(8192);
-        let transports = Transports::bind(&config.listen, inbound_tx, config.limits.clone(), cancel.clone()).await?;
+        let transports = Transports::bind(
+            &config.listen,
+            inbound_tx,
+            config.limits.clone(),
+            cancel.clone(),
+        )
+        .await?;
         let (events_tx, events_rx) = mpsc::channel(config.event_queue);
         let (commands_tx, commands_rx) = mpsc::channel(8192);
         let config = Arc::new(config);
@@ -160,10 +193,18 @@ impl Endpoint {
 
     /// Sends a request in a new client transaction. The endpoint adds the top Via (our
     /// address, a new branch, `rport`) and Max-Forwards if absent.
-    pub async fn request(&self, request: Request, target: Target) -> Result<ClientTx, EndpointError> {
+    pub async fn request(
+        &self,
+        request: Request,
+        target: Target,
+    ) -> Result<ClientTx, EndpointError> {
         let tx = ClientTx(self.next_client.fetch_add(1, Ordering::Relaxed));
         self.commands
-            .send(Command::Request { tx, request, target })
+            .send(Command::Request {
+                tx,
+                request,
+                target,
+            })
             .await
             .map_err(|_| EndpointError::Stopped)?;
         Ok(tx)
@@ -172,7 +213,10 @@ impl Endpoint {
     /// Cancels an INVITE we sent (RFC 3261 §9.1): sent once a provisional response has
     /// arrived, never after a final one.
     pub async fn cancel(&self, tx: ClientTx) -> Result<(), EndpointError> {
-        self.commands.send(Command::Cancel { tx }).await.map_err(|_| EndpointError::Stopped)
+        self.commands
+            .send(Command::Cancel { tx })
+            .await
+            .map_err(|_| EndpointError::Stopped)
     }
 
     /// Sends the ACK for a 2xx (built by the dialog) outside any transaction.

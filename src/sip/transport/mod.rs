@@ -61,9 +61,9 @@ pub struct ListenSpec {
 impl FromStr for ListenSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (proto, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected PROTOCOL:ADDRESS:PORT, e.g. udp:127.0.0.1:5060"))?;
+        let (proto, addr) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?}: expected PROTOCOL:ADDRESS:PORT, e.g. udp:127.0.0.1:5060")
+        })?;
         let protocol = match proto.to_ascii_lowercase().as_str() {
             "udp" => Protocol::Udp,
             "tcp" => Protocol::Tcp,
@@ -129,11 +129,20 @@ pub struct Counters {
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("no {protocol} listener for {remote}")]
-    NoListener { protocol: Protocol, remote: SocketAddr },
+    NoListener {
+        protocol: Protocol,
+        remote: SocketAddr,
+    },
     #[error("connection to {remote} failed: {source}")]
-    Connect { remote: SocketAddr, source: std::io::Error },
+    Connect {
+        remote: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("send to {remote} failed: {source}")]
-    Send { remote: SocketAddr, source: std::io::Error },
+    Send {
+        remote: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("connection to {remote} is congested or closed")]
     Congested { remote: SocketAddr },
     #[error("too many TCP connections")]
@@ -179,7 +188,10 @@ impl Transports {
             }
         }
         let transports = Arc::new(Transports {
-            tcp_listen: tcp_listeners.iter().filter_map(|l| l.local_addr().ok()).collect(),
+            tcp_listen: tcp_listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
             udp,
             udp_send,
             conns: Mutex::new(HashMap::new()),
@@ -225,14 +237,24 @@ impl Transports {
 
     /// Sends one message. UDP goes out of the socket bound to `local` (or one of the
     /// remote's family); TCP reuses a connection to `remote` or opens one.
-    pub async fn send(self: &Arc<Self>, protocol: Protocol, local: Option<SocketAddr>, remote: SocketAddr, data: Bytes) -> Result<(), TransportError> {
+    pub async fn send(
+        self: &Arc<Self>,
+        protocol: Protocol,
+        local: Option<SocketAddr>,
+        remote: SocketAddr,
+        data: Bytes,
+    ) -> Result<(), TransportError> {
         match protocol {
             Protocol::Udp => {
                 let socket = self
                     .udp
                     .iter()
                     .find(|(a, _)| Some(*a) == local)
-                    .or_else(|| self.udp.iter().find(|(a, _)| a.is_ipv4() == remote.is_ipv4()))
+                    .or_else(|| {
+                        self.udp
+                            .iter()
+                            .find(|(a, _)| a.is_ipv4() == remote.is_ipv4())
+                    })
                     .map(|(_, s)| s.clone())
                     .ok_or(TransportError::NoListener { protocol, remote })?;
                 socket
@@ -247,7 +269,9 @@ impl Transports {
                     Some(c) if !c.is_closed() => c,
                     _ => tcp::connect(self, remote).await?,
                 };
-                conn.send(data).map_err(|_| TransportError::Congested { remote })
+                conn.send(data)
+                    .then_some(())
+                    .ok_or(TransportError::Congested { remote })
             }
         }
     }
@@ -255,14 +279,24 @@ impl Transports {
     /// Sends without waiting when that is possible: always for UDP (a full socket buffer
     /// drops the datagram like the network would), and for TCP when a connection to
     /// `remote` is open. `Ok(false)`: a connection must be opened first; use `send`.
-    pub fn send_now(&self, protocol: Protocol, local: Option<SocketAddr>, remote: SocketAddr, data: &Bytes) -> Result<bool, TransportError> {
+    pub fn send_now(
+        &self,
+        protocol: Protocol,
+        local: Option<SocketAddr>,
+        remote: SocketAddr,
+        data: &Bytes,
+    ) -> Result<bool, TransportError> {
         match protocol {
             Protocol::Udp => {
                 let socket = self
                     .udp_send
                     .iter()
                     .find(|(a, _)| Some(*a) == local)
-                    .or_else(|| self.udp_send.iter().find(|(a, _)| a.is_ipv4() == remote.is_ipv4()))
+                    .or_else(|| {
+                        self.udp_send
+                            .iter()
+                            .find(|(a, _)| a.is_ipv4() == remote.is_ipv4())
+                    })
                     .map(|(_, s)| s)
                     .ok_or(TransportError::NoListener { protocol, remote })?;
                 match socket.send_to(data, remote) {
@@ -275,7 +309,10 @@ impl Transports {
             Protocol::Tcp => {
                 let existing = self.conns.lock().expect("conns lock").get(&remote).cloned();
                 match existing {
-                    Some(c) if !c.is_closed() => c.send(data.clone()).map(|_| true).map_err(|_| TransportError::Congested { remote }),
+                    Some(c) if !c.is_closed() => c
+                        .send(data.clone())
+                        .then_some(true)
+                        .ok_or(TransportError::Congested { remote }),
                     _ => Ok(false),
                 }
             }
@@ -286,7 +323,9 @@ impl Transports {
         let mut conns = self.conns.lock().expect("conns lock");
         conns.retain(|_, c| !c.is_closed());
         if conns.len() >= self.limits.max_tcp_connections {
-            self.counters.tcp_rejected_connections.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .tcp_rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
             return Err(TransportError::TooManyConnections);
         }
         conns.insert(remote, conn);

@@ -22,8 +22,9 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    pub fn send(&self, data: Bytes) -> Result<(), ()> {
-        self.tx.try_send(data).map_err(drop)
+    /// Queues a message; `false` when the queue is full or the connection gone.
+    pub fn send(&self, data: Bytes) -> bool {
+        self.tx.try_send(data).is_ok()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -51,19 +52,31 @@ pub(super) async fn accept_loop(transports: Arc<Transports>, listener: TcpListen
     }
 }
 
-pub(super) async fn connect(transports: &Arc<Transports>, remote: SocketAddr) -> Result<ConnHandle, TransportError> {
-    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(remote))
-        .await
-        .map_err(|_| TransportError::Connect {
-            remote,
-            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-        })?
-        .map_err(|source| TransportError::Connect { remote, source })?;
+pub(super) async fn connect(
+    transports: &Arc<Transports>,
+    remote: SocketAddr,
+) -> Result<ConnHandle, TransportError> {
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        TcpStream::connect(remote),
+    )
+    .await
+    .map_err(|_| TransportError::Connect {
+        remote,
+        source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+    })?
+    .map_err(|source| TransportError::Connect { remote, source })?;
     start(transports, stream, remote)
 }
 
-fn start(transports: &Arc<Transports>, stream: TcpStream, remote: SocketAddr) -> Result<ConnHandle, TransportError> {
-    let local = stream.local_addr().map_err(|source| TransportError::Connect { remote, source })?;
+fn start(
+    transports: &Arc<Transports>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> Result<ConnHandle, TransportError> {
+    let local = stream
+        .local_addr()
+        .map_err(|source| TransportError::Connect { remote, source })?;
     let _ = stream.set_nodelay(true);
     let (tx, rx) = mpsc::channel(transports.limits.tcp_write_queue);
     let handle = ConnHandle { tx };
@@ -79,7 +92,11 @@ fn start(transports: &Arc<Transports>, stream: TcpStream, remote: SocketAddr) ->
     Ok(handle)
 }
 
-async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, cancel: tokio_util::sync::CancellationToken) {
+async fn write_loop(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     loop {
         let data = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -99,7 +116,11 @@ async fn read_loop(
     handle: ConnHandle,
     transports: Arc<Transports>,
 ) {
-    let (inbound, idle, cancel) = (transports.inbound.clone(), transports.limits.tcp_idle, transports.cancel.clone());
+    let (inbound, idle, cancel) = (
+        transports.inbound.clone(),
+        transports.limits.tcp_idle,
+        transports.cancel.clone(),
+    );
     let mut buf = BytesMut::with_capacity(8192);
     'conn: loop {
         // Hand up every complete message in the buffer.
@@ -109,19 +130,25 @@ async fn read_loop(
                 Frame::KeepAlive { len, ping } => {
                     let _ = buf.split_to(len);
                     if ping {
-                        let _ = handle.send(Bytes::from_static(b"\r\n"));
+                        handle.send(Bytes::from_static(b"\r\n"));
                     }
                 }
                 Frame::Message { len } => {
                     let data = buf.split_to(len).freeze();
-                    let msg = Received { data, peer: peer.clone() };
+                    let msg = Received {
+                        data,
+                        peer: peer.clone(),
+                    };
                     tokio::select! {
                         _ = cancel.cancelled() => break 'conn,
                         sent = inbound.send(msg) => if sent.is_err() { break 'conn },
                     }
                 }
                 Frame::Broken { reason, head_len } => {
-                    transports.counters.tcp_closed_unframeable.fetch_add(1, Ordering::Relaxed);
+                    transports
+                        .counters
+                        .tcp_closed_unframeable
+                        .fetch_add(1, Ordering::Relaxed);
                     answer_unframeable(&handle, &buf[..head_len.min(buf.len())], reason);
                     break 'conn;
                 }
@@ -156,6 +183,6 @@ async fn read_loop(
 fn answer_unframeable(handle: &ConnHandle, head: &[u8], reason: &str) {
     if let Some(info) = reply_info(head) {
         let resp = info.response(400, &format!("Bad Request: {reason}"));
-        let _ = handle.send(resp.to_bytes());
+        handle.send(resp.to_bytes());
     }
 }

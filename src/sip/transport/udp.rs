@@ -18,7 +18,11 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::Ud
     Ok((UdpSocket::from_std(std_socket)?, sender))
 }
 
-pub(super) async fn recv_loop(transports: Arc<Transports>, socket: Arc<UdpSocket>, local: SocketAddr) {
+pub(super) async fn recv_loop(
+    transports: Arc<Transports>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+) {
     // One datagram is at most 64 KiB; larger ones are truncated by the kernel and then
     // refused by the parser for their short body.
     let mut buf = vec![0u8; 65_535];
@@ -35,7 +39,11 @@ pub(super) async fn recv_loop(transports: Arc<Transports>, socket: Arc<UdpSocket
                 continue;
             }
         };
-        if len == 0 || buf[..len].iter().all(|&c| c == b'\r' || c == b'\n' || c == 0) {
+        if len == 0
+            || buf[..len]
+                .iter()
+                .all(|&c| c == b'\r' || c == b'\n' || c == 0)
+        {
             continue; // keep-alive
         }
         let msg = Received {
@@ -47,7 +55,10 @@ pub(super) async fn recv_loop(transports: Arc<Transports>, socket: Arc<UdpSocket
             },
         };
         if transports.inbound.try_send(msg).is_err() {
-            transports.counters.udp_dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+            transports
+                .counters
+                .udp_dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
