@@ -575,12 +575,13 @@ pub fn check_sip_date(s: &str) -> Result<(), ValueError> {
     ];
     let digits =
         |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let field = |r: std::ops::Range<usize>| b.get(r).unwrap_or_default();
     let ok = b.len() == 29
-        && DAYS.contains(&&s[0..3])
-        && &s[3..5] == ", "
+        && DAYS.iter().any(|d| field(0..3) == d.as_bytes())
+        && field(3..5) == b", "
         && digits(5..7)
         && b[7] == b' '
-        && MONTHS.contains(&&s[8..11])
+        && MONTHS.iter().any(|m| field(8..11) == m.as_bytes())
         && b[11] == b' '
         && digits(12..16)
         && b[16] == b' '
@@ -589,7 +590,7 @@ pub fn check_sip_date(s: &str) -> Result<(), ValueError> {
         && digits(20..22)
         && b[22] == b':'
         && digits(23..25)
-        && &s[25..] == " GMT";
+        && field(25..29) == b" GMT";
     if ok {
         Ok(())
     } else {

@@ -131,12 +131,19 @@ enum StartLine {
     Response { status: u16, reason: ByteStr },
 }
 
+/// `SIP/` at the start, compared as bytes (the line may hold any UTF-8).
+fn starts_with_sip_slash(s: &str) -> bool {
+    s.as_bytes()
+        .get(..4)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"SIP/"))
+}
+
 fn check_version(v: &str) -> Result<(), ParseError> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         return Ok(());
     }
     let looks_like_version = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+        && starts_with_sip_slash(v)
         && v[4..].split_once('.').is_some_and(|(a, b)| {
             !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
         });
@@ -155,7 +162,7 @@ fn parse_start_line(data: &Bytes, (s, e): (usize, usize)) -> Result<StartLine, P
     let line = std::str::from_utf8(&data[s..e]).map_err(|_| ParseError::StartLine {
         reason: "not UTF-8",
     })?;
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_sip_slash(line) {
         let (version, rest) = line.split_once(' ').ok_or(ParseError::StartLine {
             reason: "status line without status code",
         })?;
@@ -512,7 +519,7 @@ pub fn reply_info(data: &[u8]) -> Option<ReplyInfo> {
     let head_end = find_head_end(&data[start..]).map_or(data.len(), |(h, _)| h + start);
     let all = lines(data, start, head_end);
     let first = std::str::from_utf8(&data[all[0].0..all[0].1]).ok()?;
-    if first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_sip_slash(first) {
         return None;
     }
     let mut info = ReplyInfo {
@@ -570,5 +577,49 @@ impl ReplyInfo {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzzer, sip_parse): a multi-byte character across byte 4 of the
+    /// version field panicked on a str slice.
+    #[test]
+    fn multibyte_character_in_version_position_is_refused_not_panicking() {
+        let data = Bytes::from_static(
+            b"INVITE sip\xc6\x90ips%3Auser%.example.net\r\nCSeq: 1 INVITE\r\n\r\n",
+        );
+        assert!(parse(data.clone()).is_err());
+        let _ = reply_info(&data);
+        assert!(parse(Bytes::from_static(b"SI\xc6\x90 200 OK\r\n\r\n")).is_err());
+        assert!(
+            super::super::header::check_sip_date("Sa\u{0190}, 15 Oct 2005 04:44:56 GMT").is_err()
+        );
+    }
+
+    #[test]
+    fn stream_framing() {
+        assert_eq!(
+            frame(b"\r\n\r\nOPTIONS"),
+            Frame::KeepAlive { len: 4, ping: true }
+        );
+        assert_eq!(
+            frame(b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\n\r\nab"),
+            Frame::Incomplete
+        );
+        assert_eq!(
+            frame(b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\n\r\nabcNEXT"),
+            Frame::Message { len: 36 }
+        );
+        assert!(matches!(
+            frame(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n"),
+            Frame::Broken { .. }
+        ));
+        assert!(matches!(
+            frame(b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\nl: 4\r\n\r\n"),
+            Frame::Broken { .. }
+        ));
     }
 }
