@@ -44,7 +44,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Tests of one binary run on parallel threads; timing-sensitive ones (SIPp load, "no
 /// retransmissions") take this lock so that they do not compete for the machine's 2 cores.
 pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -297,8 +299,7 @@ impl SipEcho {
                          (exit status: {status:?})"
                     ));
                     let stderr = read_lossy(&echo.stderr_path).to_ascii_lowercase();
-                    if stderr.contains("address already in use") || stderr.contains("addrinuse")
-                    {
+                    if stderr.contains("address already in use") || stderr.contains("addrinuse") {
                         return Err(StartError::PortTaken(report));
                     }
                     return Err(StartError::Fatal(report));
@@ -528,6 +529,10 @@ impl Sipp {
             errors.display().to_string(),
         ];
         args.extend(self.extra.iter().cloned());
+        // Debugging aid, e.g. THREERING_SIPP_ARGS="-trace_msg -message_file /tmp/sipp.msg"
+        if let Ok(more) = std::env::var("THREERING_SIPP_ARGS") {
+            args.extend(more.split_whitespace().map(str::to_string));
+        }
 
         let out = File::create(&out_path).expect("create SIPp output file");
         let err = out.try_clone().expect("clone SIPp output file handle");
@@ -623,7 +628,7 @@ impl Sipp {
 pub fn parse_sipp_stats(text: &str) -> Result<SippStats, String> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header = lines.next().ok_or("the stat file is empty or missing")?;
-    let last = lines.last().ok_or("the stat file has no data line")?;
+    let last = lines.next_back().ok_or("the stat file has no data line")?;
     let names: Vec<&str> = header.split(';').collect();
     let values: Vec<&str> = last.split(';').collect();
     let columns: HashMap<String, String> = names
@@ -910,7 +915,9 @@ pub fn options_probe(transport: Transport, target: SocketAddr) -> Result<SipResp
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let Some((data, _)) = udp_recv(&socket, left) else {
-                    return Err(format!("no final response to OPTIONS over UDP within {PROBE_WAIT:?}"));
+                    return Err(format!(
+                        "no final response to OPTIONS over UDP within {PROBE_WAIT:?}"
+                    ));
                 };
                 match parse_response(&data) {
                     Some(resp) if resp.code < 200 => continue,
@@ -939,7 +946,10 @@ pub fn options_probe(transport: Transport, target: SocketAddr) -> Result<SipResp
                 // Take every complete message off the front of the buffer.
                 while let Some(end) = head_end(&buf) {
                     let resp = parse_response(&buf[..end]).ok_or_else(|| {
-                        format!("OPTIONS over TCP got a non-response: {}", show_bytes(&buf, 400))
+                        format!(
+                            "OPTIONS over TCP got a non-response: {}",
+                            show_bytes(&buf, 400)
+                        )
                     })?;
                     let body = resp
                         .header("Content-Length")
@@ -960,13 +970,15 @@ pub fn options_probe(transport: Transport, target: SocketAddr) -> Result<SipResp
                         show_bytes(&buf, 400)
                     ));
                 }
-                stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+                stream
+                    .set_read_timeout(Some(left))
+                    .map_err(|e| e.to_string())?;
                 match stream.read(&mut chunk) {
                     Ok(0) => {
                         return Err(format!(
-                            "connection closed before a final response to OPTIONS over TCP (got {})",
-                            show_bytes(&buf, 400)
-                        ))
+                        "connection closed before a final response to OPTIONS over TCP (got {})",
+                        show_bytes(&buf, 400)
+                    ))
                     }
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}

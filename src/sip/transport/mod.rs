@@ -332,9 +332,11 @@ impl Transports {
         Ok(())
     }
 
-    fn unregister(&self, remote: SocketAddr) {
+    /// Forgets a connection so that its writer, once it has flushed what is queued,
+    /// ends and the socket closes. Only removes the entry if it is still `conn`.
+    fn unregister(&self, remote: SocketAddr, conn: &ConnHandle) {
         let mut conns = self.conns.lock().expect("conns lock");
-        if conns.get(&remote).is_some_and(|c| c.is_closed()) {
+        if conns.get(&remote).is_some_and(|c| c.same(conn)) {
             conns.remove(&remote);
         }
     }

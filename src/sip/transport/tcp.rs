@@ -27,6 +27,10 @@ impl ConnHandle {
         self.tx.try_send(data).is_ok()
     }
 
+    pub fn same(&self, other: &ConnHandle) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
@@ -122,6 +126,7 @@ async fn read_loop(
         transports.cancel.clone(),
     );
     let mut buf = BytesMut::with_capacity(8192);
+    let mut broken = false;
     'conn: loop {
         // Hand up every complete message in the buffer.
         loop {
@@ -150,12 +155,14 @@ async fn read_loop(
                         .tcp_closed_unframeable
                         .fetch_add(1, Ordering::Relaxed);
                     answer_unframeable(&handle, &buf[..head_len.min(buf.len())], reason);
+                    broken = true;
                     break 'conn;
                 }
             }
         }
         if buf.len() > MAX_MESSAGE {
             answer_unframeable(&handle, &buf, "message too large");
+            broken = true;
             break;
         }
         let read = tokio::select! {
@@ -173,9 +180,16 @@ async fn read_loop(
             Ok(Err(_)) | Err(_) => break,
         }
     }
-    // The writer ends when the last handle is gone; forget this connection first.
-    drop(handle);
-    transports.unregister(peer.remote);
+    // Answers to the messages read before the end are still being produced, so the
+    // connection stays usable a little: one second after a stream broke (then it is
+    // closed), 64·T1 after the peer's EOF (it may have half-closed and still wait for
+    // responses).
+    let linger = if broken { 1 } else { 32 };
+    tokio::select! {
+        _ = transports.cancel.cancelled() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(linger)) => {}
+    }
+    transports.unregister(peer.remote, &handle);
 }
 
 /// Answers the head of a stream that cannot be framed with a 400, when it can be
