@@ -305,7 +305,7 @@ pub fn parse(data: Bytes) -> Result<Message, ParseError> {
         Some((h, b)) => (h + start, b + start),
         // A datagram that ends right after a header line lacks only the empty line;
         // read it as a message without a body rather than refuse it for that alone.
-        None if data.ends_with(b"\n") => (data.len() - 1, data.len()),
+        None if data.len() > start && data.ends_with(b"\n") => (data.len() - 1, data.len()),
         None => return Err(ParseError::NoEndOfHeaders),
     };
     let all_lines = lines(&data, start, head_end);
@@ -597,6 +597,15 @@ mod tests {
         assert!(
             super::super::header::check_sip_date("Sa\u{0190}, 15 Oct 2005 04:44:56 GMT").is_err()
         );
+    }
+
+    /// Regression (fuzzer, sip_parse): a datagram of nothing but line ends made the
+    /// header block end before it started.
+    #[test]
+    fn only_line_ends_is_refused_not_panicking() {
+        for data in [&b"\n\n"[..], b"\r\n", b"\n", b"\r\n\r\n\n"] {
+            assert!(parse(Bytes::copy_from_slice(data)).is_err());
+        }
     }
 
     #[test]
