@@ -1,3 +1,11 @@
 //! threering: a SIP call-center daemon. See `DESIGN.md` in the shared folder for the
-//! architecture; `sip` is the protocol core and knows nothing about call centers.
+//! architecture: `sip` is the protocol core and knows nothing about call centers; `call`
+//! is call control (queues, agents, ring timing); `media` relays RTP and knows nothing
+//! about SIP; `store` persists call records; `http` serves the API and metrics.
+pub mod call;
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod metrics;
 pub mod sip;
+pub mod store;

@@ -1,0 +1,2 @@
+//! Call control (being written).
+pub mod record;
