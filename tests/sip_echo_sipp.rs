@@ -41,10 +41,7 @@ fn assert_calls(run: &SippOutcome, successful: u64) {
 fn call_load(transport: Transport) {
     let _serial = serial();
     let mut echo = SipEcho::start(); // --ring-ms 0
-    let target = match transport {
-        Transport::Udp => echo.udp,
-        Transport::Tcp => echo.tcp,
-    };
+    let target = echo.addr(transport);
     let run = Sipp::new("uac_call.xml", target)
         .transport(transport)
         .calls(500)
@@ -282,10 +279,7 @@ fn lossy_udp_100_calls_all_complete_through_10_percent_loss_each_way() {
 fn register(scenario: &str, transport: Transport) {
     let _serial = serial();
     let mut echo = SipEcho::start();
-    let target = match transport {
-        Transport::Udp => echo.udp,
-        Transport::Tcp => echo.tcp,
-    };
+    let target = echo.addr(transport);
     let run = Sipp::new(scenario, target)
         .transport(transport)
         .calls(1)

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -243,10 +243,7 @@ fn cases_table_covers_exactly_the_corpus() {
 
 fn run_corpus(transport: Transport) {
     let mut echo = SipEcho::start();
-    let (target, probe_target): (SocketAddr, SocketAddr) = match transport {
-        Transport::Udp => (echo.udp, echo.udp),
-        Transport::Tcp => (echo.tcp, echo.tcp),
-    };
+    let target = echo.addr(transport);
     // A fresh UDP socket per file, kept open to the end so that late retransmissions
     // (of 2xx to the INVITEs) land on a live socket and never in another file's exchange.
     let mut kept_sockets: Vec<UdpSocket> = Vec::new();
@@ -285,7 +282,7 @@ fn run_corpus(transport: Transport) {
             mismatches.push(format!("{name} over {transport:?}: {e}"));
         }
 
-        if let Err(e) = check_options_ok(transport, probe_target) {
+        if let Err(e) = check_options_ok(transport, target) {
             mismatches.push(format!("after {name} over {transport:?}: {e}"));
         }
     }

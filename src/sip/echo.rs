@@ -4,17 +4,18 @@
 //! peers such as SIPp exercise the SIP core before the daemon's call control exists, and
 //! stays useful as a stand-in agent phone in tests.
 
-use super::auth::{Algorithm, AuthError, DigestServer};
+use super::auth::Algorithm;
+use super::registrar::Registrar;
 use super::dialog::Dialog;
 use super::endpoint::{Endpoint, EndpointConfig, Event, ServerTx};
-use super::header::{parse_contact, parse_expires, HeaderName};
+use super::header::HeaderName;
 use super::message::{response_to, HeaderAccess, Method, Request, Response};
 use super::transaction::TimerConfig;
 use super::transport::{ListenSpec, Peer};
 use super::uri::Uri;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -32,21 +33,15 @@ pub struct EchoConfig {
     pub algorithms: Vec<Algorithm>,
 }
 
-struct Registration {
-    contact: String,
-    expires_at: Instant,
-}
-
 struct Echo {
     endpoint: Endpoint,
     config: EchoConfig,
-    digest: DigestServer,
+    registrar: Registrar,
     rtp_addr: SocketAddr,
     /// INVITEs ringing, by transaction.
     ringing: HashMap<ServerTx, (Request, Peer, String)>,
     /// Confirmed dialogs by Call-ID.
     dialogs: HashMap<String, Dialog>,
-    bindings: HashMap<String, Vec<Registration>>,
     answer_tx: mpsc::Sender<ServerTx>,
 }
 
@@ -72,17 +67,12 @@ pub async fn run(
     on_listening(&endpoint.listening());
     let (answer_tx, mut answer_rx) = mpsc::channel(1024);
     let mut echo = Echo {
-        digest: DigestServer::new(
-            config.realm.clone(),
-            rand::random(),
-            Duration::from_secs(300),
-        ),
+        registrar: Registrar::new(&config.realm, config.algorithms.clone(), 3600),
         endpoint,
         config,
         rtp_addr,
         ringing: HashMap::new(),
         dialogs: HashMap::new(),
-        bindings: HashMap::new(),
         answer_tx,
     };
     loop {
@@ -191,7 +181,8 @@ impl Echo {
                 self.respond(tx, resp).await;
             }
             Method::Register => {
-                let resp = self.register(&req);
+                let users = &self.config.users;
+                let (resp, _) = self.registrar.handle(&req, &peer, |u| users.get(u).cloned());
                 self.respond(tx, resp).await;
             }
             _ => self.respond(tx, response_to(&req, 405, None, None)).await,
@@ -225,107 +216,4 @@ impl Echo {
         resp
     }
 
-    fn challenge(&self, req: &Request, stale: bool) -> Response {
-        let mut resp = response_to(req, 401, None, Some(&super::dialog::new_tag()));
-        for alg in &self.config.algorithms {
-            resp.headers.push(
-                HeaderName::WwwAuthenticate,
-                self.digest.challenge(*alg, stale, SystemTime::now()),
-            );
-        }
-        resp
-    }
-
-    /// A registrar (RFC 3261 §10.3) for the configured users.
-    fn register(&mut self, req: &Request) -> Response {
-        let tag = super::dialog::new_tag();
-        let Some(to) = req.header_to() else {
-            return response_to(req, 400, Some("Bad Request: missing To"), Some(&tag));
-        };
-        let Some(aor_user) = to.uri.as_sip().and_then(|u| u.user_unescaped()) else {
-            return response_to(
-                req,
-                400,
-                Some("Bad Request: To must be a SIP or SIPS URI with a user"),
-                Some(&tag),
-            );
-        };
-        let Some(authorization) = req.headers.get(&HeaderName::Authorization) else {
-            return self.challenge(req, false);
-        };
-        let users = &self.config.users;
-        let verified = self.digest.verify(
-            "REGISTER",
-            authorization,
-            |u| users.get(u).cloned(),
-            SystemTime::now(),
-        );
-        let user = match verified {
-            Ok(v) => v.username,
-            Err(AuthError::NotDigest { .. })
-            | Err(AuthError::BadNonce)
-            | Err(AuthError::WrongRealm) => return self.challenge(req, false),
-            Err(AuthError::StaleNonce) => return self.challenge(req, true),
-            Err(AuthError::Malformed { reason }) => {
-                return response_to(
-                    req,
-                    400,
-                    Some(&format!("Bad Request: Authorization: {reason}")),
-                    Some(&tag),
-                )
-            }
-            Err(AuthError::Replay { .. }) => {
-                return response_to(
-                    req,
-                    403,
-                    Some("Forbidden: replayed nonce count"),
-                    Some(&tag),
-                )
-            }
-            // Unknown users and wrong passwords get the same answer (no enumeration).
-            Err(_) => return response_to(req, 403, None, Some(&tag)),
-        };
-        if user != aor_user {
-            return response_to(
-                req,
-                403,
-                Some("Forbidden: not your address of record"),
-                Some(&tag),
-            );
-        }
-        let default_expires = req.expires().unwrap_or(3600);
-        let now = Instant::now();
-        let bindings = self.bindings.entry(user).or_default();
-        bindings.retain(|b| b.expires_at > now);
-        for value in req.headers.get_all(&HeaderName::Contact) {
-            match parse_contact(value) {
-                Ok(None) => bindings.clear(),
-                Ok(Some(contact)) => {
-                    let expires = contact
-                        .params
-                        .value("expires")
-                        .and_then(|e| parse_expires(e).ok())
-                        .unwrap_or(default_expires);
-                    let uri = contact.uri.to_string();
-                    bindings.retain(|b| b.contact != uri);
-                    if expires > 0 {
-                        bindings.push(Registration {
-                            contact: uri,
-                            expires_at: now + Duration::from_secs(u64::from(expires.min(86_400))),
-                        });
-                    }
-                }
-                Err(_) => {}
-            }
-        }
-        let mut resp = response_to(req, 200, None, Some(&tag));
-        for b in bindings.iter() {
-            let left = b.expires_at.saturating_duration_since(now).as_secs();
-            resp.headers.push(
-                HeaderName::Contact,
-                format!("<{}>;expires={left}", b.contact),
-            );
-        }
-        resp
-    }
 }

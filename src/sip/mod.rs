@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod header;
 pub mod message;
 pub mod parse;
+pub mod registrar;
 pub mod text;
 pub mod transaction;
 pub mod transport;

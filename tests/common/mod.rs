@@ -4,6 +4,10 @@
 //!
 //! Everything here talks to 127.0.0.1 only, and every wait is bounded.
 //! Each test binary uses a different subset of these helpers.
+//!
+//! Debugging aids: sip-echo inherits the environment (THREERING_LOG=debug makes it log
+//! more; its stderr is shown when a test fails), and THREERING_SIPP_ARGS adds arguments
+//! to every SIPp run (e.g. "-trace_msg -message_file /tmp/sipp.msg").
 #![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap};
@@ -296,7 +300,8 @@ impl SipEcho {
                     }
                     let report = echo.report(&format!(
                         "sip-echo closed stdout before printing `listening` for {missing:?} \
-                         (exit status: {status:?})"
+                         (exit status: {})",
+                        status.map_or_else(|| "still running".to_string(), |s| s.to_string())
                     ));
                     let stderr = read_lossy(&echo.stderr_path).to_ascii_lowercase();
                     if stderr.contains("address already in use") || stderr.contains("addrinuse") {
@@ -307,6 +312,14 @@ impl SipEcho {
             }
         }
         Ok(echo)
+    }
+
+    /// The 127.0.0.1 listener for `transport`.
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp,
+        }
     }
 
     /// The binary's PID (only ever used to signal this process).
