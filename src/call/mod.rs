@@ -1,2 +1,7 @@
-//! Call control (being written).
+//! Call control: queues, agents, routing strategies, the B2BUA that bridges callers to
+//! agents, and ring timing. It drives the SIP core (`crate::sip`) and the media relay
+//! (`crate::media`), and hands finished call records to the store writer.
+
+pub mod agents;
 pub mod record;
+pub mod routing;

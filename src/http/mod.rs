@@ -1,1 +1,100 @@
-//! (being written)
+//! The HTTP side: health, Prometheus metrics and the REST API, served by axum on
+//! `[http] listen`. It only reads: call records from the store, numbers from the metrics
+//! handle; it never reaches into call control.
+//!
+//! ```text
+//! GET /healthz            200 {"status":"ok"} once the daemon is up, else 503 (no auth)
+//! GET /metrics            Prometheus text (no auth)
+//! GET /api/calls          {"calls":[...]}, filters from/to/agent/queue/ticket/violation/limit
+//! GET /api/calls/{id}     one call, 404 if unknown
+//! ```
+//! Everything under `/api` needs `Authorization: Bearer <token>` (see [`auth`]). Errors
+//! are JSON `{"error": "..."}`, mapped from [`ApiError`] in one place.
+
+mod auth;
+mod calls;
+mod error;
+mod health;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::{RingsConfig, TokenConfig};
+use crate::store::Store;
+
+pub use auth::ApiCaller;
+pub use error::ApiError;
+
+/// How often histogram samples are folded into their buckets between scrapes, so they
+/// do not pile up in memory when nobody scrapes.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// What the handlers share. Cheap to clone (the store is a pool, the rest small).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// API tokens, from `[[http.tokens]]`.
+    pub tokens: Vec<TokenConfig>,
+    pub metrics: PrometheusHandle,
+    /// Set by the daemon once SIP, RTP and HTTP all listen; cleared when it drains.
+    pub ready: Arc<AtomicBool>,
+    /// The ring rule in force (for the reports and wallboard to come).
+    pub rings: RingsConfig,
+    /// Recordings root (for `/api/calls/{id}/recording`, with the recording issue).
+    pub recordings: PathBuf,
+}
+
+/// All routes. Public so tests (and later the UI pages) can mount it.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/calls", get(calls::list))
+        .route("/calls/{id}", get(calls::get))
+        .fallback(error::api_not_found)
+        // `layer`, not `route_layer`: unknown /api paths need a token too, so that they
+        // cannot be used to probe which routes exist.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .nest("/api", api)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let _upkeep = AbortOnDrop(tokio::spawn(metrics_upkeep(state.metrics.clone())));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics_upkeep(handle: PrometheusHandle) {
+    let mut every = tokio::time::interval(METRICS_UPKEEP_EVERY);
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// Stops a helper task when its owner's future ends or is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,130 @@
+//! Routing strategies: which agents of a queue to ring next for a call. Pure functions
+//! over the agents' board.
+
+use super::agents::AgentBoard;
+use crate::config::Strategy;
+use std::collections::HashSet;
+use tokio::time::Instant;
+
+/// Picks the agents to ring now. Agents not yet tried for this call come first; once
+/// every available agent has been tried, tried ones are rung again (the caller keeps
+/// waiting until max_wait_ms, so nobody is skipped for good).
+///
+/// `cursor` is the queue's round-robin position, advanced on a pick.
+pub fn pick_agents(
+    strategy: Strategy,
+    queue_agents: &[String],
+    board: &AgentBoard,
+    tried: &HashSet<String>,
+    cursor: &mut usize,
+    now: Instant,
+) -> Vec<String> {
+    let available: Vec<&String> = queue_agents
+        .iter()
+        .filter(|a| board.is_available(a, now))
+        .collect();
+    if available.is_empty() {
+        return Vec::new();
+    }
+    let untried: Vec<&String> = available
+        .iter()
+        .copied()
+        .filter(|a| !tried.contains(*a))
+        .collect();
+    let pool = if untried.is_empty() { available } else { untried };
+    match strategy {
+        Strategy::RingAll => pool.into_iter().cloned().collect(),
+        Strategy::LongestIdle => pool
+            .into_iter()
+            .min_by_key(|a| board.get(a).map(|x| x.idle_since))
+            .cloned()
+            .into_iter()
+            .collect(),
+        Strategy::FewestCalls => pool
+            .into_iter()
+            .min_by_key(|a| board.get(a).map(|x| (x.calls_answered, x.idle_since)))
+            .cloned()
+            .into_iter()
+            .collect(),
+        Strategy::RoundRobin => {
+            let n = queue_agents.len();
+            for step in 0..n {
+                let candidate = &queue_agents[(*cursor + step) % n];
+                if pool.contains(&candidate) {
+                    *cursor = (*cursor + step + 1) % n;
+                    return vec![candidate.clone()];
+                }
+            }
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn board(now: Instant) -> AgentBoard {
+        AgentBoard::new(
+            ["a", "b", "c"].iter().map(|s| (s.to_string(), true)),
+            now,
+        )
+    }
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn longest_idle_and_fewest_calls() {
+        let now = Instant::now();
+        let mut b = board(now);
+        let agents = ids(&["a", "b", "c"]);
+        b.answered("a");
+        b.call_ended("a", now, Duration::ZERO);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let later = Instant::now();
+        let mut cursor = 0;
+        let tried = HashSet::new();
+        let picked = pick_agents(Strategy::LongestIdle, &agents, &b, &tried, &mut cursor, later);
+        assert_eq!(picked, ids(&["b"]), "b and c idle since start; a since its call");
+        let picked = pick_agents(Strategy::FewestCalls, &agents, &b, &tried, &mut cursor, later);
+        assert_ne!(picked, ids(&["a"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ring_all_round_robin_tried_and_wrap_up() {
+        let now = Instant::now();
+        let mut b = board(now);
+        let agents = ids(&["a", "b", "c"]);
+        let mut cursor = 0;
+        let mut tried = HashSet::new();
+        assert_eq!(pick_agents(Strategy::RingAll, &agents, &b, &tried, &mut cursor, now), agents);
+        assert_eq!(pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now), ids(&["a"]));
+        assert_eq!(pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now), ids(&["b"]));
+        tried.insert("c".to_string());
+        assert_eq!(pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now), ids(&["a"]));
+        // Wrap-up keeps an agent out until it ends.
+        b.answered("a");
+        b.call_ended("a", now, Duration::from_secs(5));
+        b.ringing("b");
+        assert_eq!(pick_agents(Strategy::RingAll, &agents, &b, &HashSet::new(), &mut cursor, now), ids(&["c"]));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let picked = pick_agents(Strategy::RingAll, &agents, &b, &HashSet::new(), &mut cursor, Instant::now());
+        assert_eq!(picked, ids(&["a", "c"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_pause_after_misses() {
+        let now = Instant::now();
+        let mut b = board(now);
+        for _ in 0..3 {
+            b.ringing("a");
+            b.attempt_failed("a", true, 3);
+        }
+        assert!(!b.is_available("a", now));
+        b.set_paused("a", false);
+        assert!(b.is_available("a", now));
+    }
+}

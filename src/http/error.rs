@@ -1,0 +1,68 @@
+//! API errors and their one mapping to HTTP responses: a status, a JSON body
+//! `{"error": "..."}` (plus `parameter` for a bad query parameter), and for 401 the
+//! `WWW-Authenticate` challenge RFC 6750 asks for.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing bearer token: send Authorization: Bearer <token>")]
+    MissingToken,
+    #[error("invalid token")]
+    BadToken,
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("query parameter {param}: {message}")]
+    BadParam { param: String, message: String },
+    /// The detail goes to the log, not to the client.
+    #[error("internal error")]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match self {
+            ApiError::MissingToken => unauthorized(message, "Bearer"),
+            ApiError::BadToken => unauthorized(message, "Bearer error=\"invalid_token\""),
+            ApiError::NotFound { .. } => {
+                (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
+            }
+            ApiError::BadParam { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": message, "parameter": param })),
+            )
+                .into_response(),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "API request failed in the store");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({ "error": message })),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+fn unauthorized(message: String, challenge: &'static str) -> Response {
+    let mut response =
+        (StatusCode::UNAUTHORIZED, Json(json!({ "error": message }))).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// Any `/api` path no route takes (reached only with a valid token).
+pub async fn api_not_found() -> ApiError {
+    ApiError::NotFound {
+        what: "API route".to_owned(),
+    }
+}

@@ -1,0 +1,364 @@
+//! Call records: `calls`, their `call_attempts` and `call_tickets` links, written and read
+//! as one aggregate ([`CallRecord`]).
+
+use std::collections::HashMap;
+
+use serde::de::value::StrDeserializer;
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::{Store, StoreError};
+use crate::call::record::{AgentAttempt, CallRecord, HangupSide};
+
+/// Calls listed when the filter names no limit.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Most calls one list returns, whatever the filter asks.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Which calls [`Store::list_calls`] returns. Every field narrows the list; `None`
+/// leaves it open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Calls started at or after this epoch ms.
+    pub from: Option<i64>,
+    /// Calls started before this epoch ms (half-open, so consecutive ranges such as one
+    /// day after another never count a call twice).
+    pub to: Option<i64>,
+    /// Calls answered by this agent.
+    pub agent: Option<String>,
+    pub queue: Option<String>,
+    /// Calls linked to this ticket.
+    pub ticket: Option<String>,
+    /// `true`: calls that broke the three-ring rule (`three_ring_ok = false`); `false`:
+    /// calls that kept it. Calls never judged (not answered) match neither.
+    pub violation: Option<bool>,
+    /// Default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`].
+    pub limit: Option<u32>,
+}
+
+const CALL_COLUMNS: &str = "id, sip_call_id, direction, caller, callee, queue, agent, \
+     started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, rings, \
+     three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, survey_score";
+
+const UPSERT_CALL: &str = "INSERT INTO calls (id, sip_call_id, direction, caller, callee, \
+     queue, agent, started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, \
+     rings, three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, \
+     survey_score, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET sip_call_id = excluded.sip_call_id, \
+     direction = excluded.direction, caller = excluded.caller, callee = excluded.callee, \
+     queue = excluded.queue, agent = excluded.agent, started_at = excluded.started_at, \
+     caller_ringing_at = excluded.caller_ringing_at, answered_at = excluded.answered_at, \
+     ended_at = excluded.ended_at, caller_ring_ms = excluded.caller_ring_ms, \
+     rings = excluded.rings, three_ring_ok = excluded.three_ring_ok, \
+     over_limit = excluded.over_limit, outcome = excluded.outcome, \
+     hangup_side = excluded.hangup_side, talk_ms = excluded.talk_ms, \
+     recording_path = excluded.recording_path, survey_score = excluded.survey_score, \
+     updated_at = excluded.updated_at";
+
+const INSERT_ATTEMPT: &str = "INSERT INTO call_attempts (call_id, seq, agent, invited_at, \
+     ring_started_at, ended_at, ring_ms, outcome, sip_status) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+impl Store {
+    /// Writes the record: inserts the call or replaces the stored one, with its attempts
+    /// and ticket links, in one transaction. Saving the same record twice leaves the same
+    /// rows, so call control may save a call at each step (answer, end).
+    pub async fn save_call(&self, call: &CallRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        upsert_call_row(&mut tx, call).await?;
+        replace_attempts(&mut tx, call).await?;
+        replace_tickets(&mut tx, call).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        // One read transaction, so the call and its attempts come from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut calls = vec![call_from_row(&row)?];
+        attach_children(&mut tx, &mut calls).await?;
+        tx.commit().await?;
+        Ok(calls.pop())
+    }
+
+    /// Calls matching `filter`, newest first.
+    pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+        let mut query =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {CALL_COLUMNS} FROM calls WHERE 1 = 1"));
+        if let Some(from) = filter.from {
+            query.push(" AND started_at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            query.push(" AND started_at < ").push_bind(to);
+        }
+        if let Some(agent) = &filter.agent {
+            query.push(" AND agent = ").push_bind(agent.as_str());
+        }
+        if let Some(queue) = &filter.queue {
+            query.push(" AND queue = ").push_bind(queue.as_str());
+        }
+        if let Some(ticket) = &filter.ticket {
+            query
+                .push(" AND id IN (SELECT call_id FROM call_tickets WHERE ticket_id = ")
+                .push_bind(ticket.as_str())
+                .push(")");
+        }
+        if let Some(violation) = filter.violation {
+            query
+                .push(" AND three_ring_ok = ")
+                .push_bind(i64::from(!violation));
+        }
+        query
+            .push(" ORDER BY started_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+
+        let mut tx = self.pool.begin().await?;
+        let rows = query.build().fetch_all(&mut *tx).await?;
+        let mut calls = rows
+            .iter()
+            .map(call_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        attach_children(&mut tx, &mut calls).await?;
+        tx.commit().await?;
+        Ok(calls)
+    }
+}
+
+async fn upsert_call_row(conn: &mut SqliteConnection, call: &CallRecord) -> Result<(), StoreError> {
+    sqlx::query(UPSERT_CALL)
+        .bind(&call.id)
+        .bind(&call.sip_call_id)
+        .bind(call.direction.as_str())
+        .bind(&call.caller)
+        .bind(&call.callee)
+        .bind(&call.queue)
+        .bind(&call.agent)
+        .bind(call.started_at)
+        .bind(call.caller_ringing_at)
+        .bind(call.answered_at)
+        .bind(call.ended_at)
+        .bind(call.caller_ring_ms)
+        .bind(call.rings)
+        .bind(call.three_ring_ok)
+        .bind(call.over_limit)
+        .bind(call.outcome.as_str())
+        .bind(call.hangup_side.map(HangupSide::as_str))
+        .bind(call.talk_ms)
+        .bind(&call.recording_path)
+        .bind(call.survey_score)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn replace_attempts(
+    conn: &mut SqliteConnection,
+    call: &CallRecord,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM call_attempts WHERE call_id = ?")
+        .bind(&call.id)
+        .execute(&mut *conn)
+        .await?;
+    for (seq, attempt) in call.attempts.iter().enumerate() {
+        sqlx::query(INSERT_ATTEMPT)
+            .bind(&call.id)
+            .bind(seq as i64)
+            .bind(&attempt.agent)
+            .bind(attempt.invited_at)
+            .bind(attempt.ring_started_at)
+            .bind(attempt.ended_at)
+            .bind(attempt.ring_ms)
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.sip_status)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn replace_tickets(conn: &mut SqliteConnection, call: &CallRecord) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM call_tickets WHERE call_id = ?")
+        .bind(&call.id)
+        .execute(&mut *conn)
+        .await?;
+    for (seq, ticket) in call.tickets.iter().enumerate() {
+        // A ticket linked twice (header and API) is one link.
+        sqlx::query(
+            "INSERT OR IGNORE INTO call_tickets (call_id, seq, ticket_id) VALUES (?, ?, ?)",
+        )
+        .bind(&call.id)
+        .bind(seq as i64)
+        .bind(ticket)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Fills in the attempts and tickets of `calls` with one query each, whatever the
+/// number of calls.
+async fn attach_children(
+    conn: &mut SqliteConnection,
+    calls: &mut [CallRecord],
+) -> Result<(), StoreError> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "SELECT call_id, agent, invited_at, ring_started_at, ended_at, ring_ms, outcome, \
+         sip_status FROM call_attempts WHERE call_id IN (",
+    );
+    push_id_list(&mut query, &ids);
+    query.push(") ORDER BY call_id, seq");
+    let mut attempts: HashMap<String, Vec<AgentAttempt>> = HashMap::new();
+    for row in query.build().fetch_all(&mut *conn).await? {
+        let call_id: String = row.try_get("call_id")?;
+        let attempt = attempt_from_row(&row, &call_id)?;
+        attempts.entry(call_id).or_default().push(attempt);
+    }
+
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "SELECT call_id, ticket_id FROM call_tickets WHERE call_id IN (",
+    );
+    push_id_list(&mut query, &ids);
+    query.push(") ORDER BY call_id, seq");
+    let mut tickets: HashMap<String, Vec<String>> = HashMap::new();
+    for row in query.build().fetch_all(&mut *conn).await? {
+        let call_id: String = row.try_get("call_id")?;
+        tickets
+            .entry(call_id)
+            .or_default()
+            .push(row.try_get("ticket_id")?);
+    }
+
+    for call in calls.iter_mut() {
+        call.attempts = attempts.remove(&call.id).unwrap_or_default();
+        call.tickets = tickets.remove(&call.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+fn push_id_list<'a>(query: &mut QueryBuilder<'a, Sqlite>, ids: &[&'a str]) {
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+}
+
+/// A call row without its attempts and tickets (see [`attach_children`]).
+fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let direction: String = row.try_get("direction")?;
+    let outcome: String = row.try_get("outcome")?;
+    let hangup_side: Option<String> = row.try_get("hangup_side")?;
+    Ok(CallRecord {
+        direction: decode(&id, "direction", &direction)?,
+        outcome: decode(&id, "outcome", &outcome)?,
+        hangup_side: match hangup_side {
+            Some(side) => Some(decode(&id, "hangup_side", &side)?),
+            None => None,
+        },
+        sip_call_id: row.try_get("sip_call_id")?,
+        caller: row.try_get("caller")?,
+        callee: row.try_get("callee")?,
+        queue: row.try_get("queue")?,
+        agent: row.try_get("agent")?,
+        started_at: row.try_get("started_at")?,
+        caller_ringing_at: row.try_get("caller_ringing_at")?,
+        answered_at: row.try_get("answered_at")?,
+        ended_at: row.try_get("ended_at")?,
+        caller_ring_ms: row.try_get("caller_ring_ms")?,
+        rings: row.try_get("rings")?,
+        three_ring_ok: row.try_get("three_ring_ok")?,
+        over_limit: row.try_get("over_limit")?,
+        talk_ms: row.try_get("talk_ms")?,
+        recording_path: row.try_get("recording_path")?,
+        survey_score: row.try_get("survey_score")?,
+        attempts: Vec::new(),
+        tickets: Vec::new(),
+        id,
+    })
+}
+
+fn attempt_from_row(row: &SqliteRow, call_id: &str) -> Result<AgentAttempt, StoreError> {
+    let outcome: String = row.try_get("outcome")?;
+    Ok(AgentAttempt {
+        agent: row.try_get("agent")?,
+        invited_at: row.try_get("invited_at")?,
+        ring_started_at: row.try_get("ring_started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        ring_ms: row.try_get("ring_ms")?,
+        outcome: decode(call_id, "call_attempts.outcome", &outcome)?,
+        sip_status: row.try_get("sip_status")?,
+    })
+}
+
+fn decode<T: DeserializeOwned>(
+    call_id: &str,
+    column: &'static str,
+    value: &str,
+) -> Result<T, StoreError> {
+    from_name(value).ok_or_else(|| StoreError::Corrupt {
+        call_id: call_id.to_owned(),
+        column,
+        value: value.to_owned(),
+    })
+}
+
+/// Reads back an enum stored by its `as_str()` name. The record enums' serde names are
+/// those same names, so serde gives the inverse for every variant, present and future.
+fn from_name<T: DeserializeOwned>(name: &str) -> Option<T> {
+    let deserializer: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
+    T::deserialize(deserializer).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::record::{AttemptOutcome, CallOutcome, Direction};
+
+    #[test]
+    fn stored_enum_names_read_back() {
+        for d in [Direction::Inbound, Direction::Outbound] {
+            assert_eq!(from_name::<Direction>(d.as_str()), Some(d));
+        }
+        for o in [
+            CallOutcome::Active,
+            CallOutcome::Answered,
+            CallOutcome::Abandoned,
+            CallOutcome::NoAgent,
+            CallOutcome::Rejected,
+            CallOutcome::Failed,
+        ] {
+            assert_eq!(from_name::<CallOutcome>(o.as_str()), Some(o));
+        }
+        for h in [HangupSide::Caller, HangupSide::Agent, HangupSide::System] {
+            assert_eq!(from_name::<HangupSide>(h.as_str()), Some(h));
+        }
+        for o in [
+            AttemptOutcome::Ringing,
+            AttemptOutcome::Answered,
+            AttemptOutcome::NoAnswer,
+            AttemptOutcome::Busy,
+            AttemptOutcome::Rejected,
+            AttemptOutcome::Cancelled,
+            AttemptOutcome::Failed,
+        ] {
+            assert_eq!(from_name::<AttemptOutcome>(o.as_str()), Some(o));
+        }
+        assert_eq!(from_name::<CallOutcome>("exploded"), None);
+    }
+}
