@@ -4,6 +4,7 @@
 //! about SIP; `store` persists call records; `http` serves the API and metrics.
 pub mod call;
 pub mod config;
+pub mod daemon;
 pub mod http;
 pub mod media;
 pub mod metrics;

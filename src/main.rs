@@ -4,15 +4,23 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
+use threering::config::Config;
+use threering::daemon::{self, Stop};
 use threering::sip::auth::Algorithm;
 use threering::sip::echo::{self, EchoConfig};
 use threering::sip::transaction::TimerConfig;
 use threering::sip::transport::ListenSpec;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "threering", version, about = "SIP call-center daemon")]
+#[command(
+    name = "threering",
+    version,
+    about = "SIP call-center daemon: answers and routes calls, times ring-to-answer against the three-ring rule"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +28,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon. Without --config it runs on the embedded defaults
+    /// (config/threering.toml as built in).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file; prints every problem with the key that has it.
+    CheckConfig { file: PathBuf },
     /// Run the built-in test UAS: answers INVITEs after --ring-ms, echoes RTP, and
     /// registers the --user accounts with digest authentication.
     SipEcho {
@@ -43,8 +64,18 @@ enum Command {
     },
 }
 
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())),
+        None => Ok(Config::embedded()),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::CheckConfig { file } = &cli.command {
+        return check_config(file);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("THREERING_LOG")
@@ -57,6 +88,29 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Serve { config } => {
+                let config = load_config(config.as_ref())?;
+                let (stop_tx, stop_rx) = mpsc::channel(2);
+                tokio::spawn(forward_signals(stop_tx));
+                daemon::run(config, stop_rx, |sip, http| {
+                    let mut out = std::io::stdout().lock();
+                    for spec in sip {
+                        let _ = writeln!(out, "listening {spec}");
+                    }
+                    let _ = writeln!(out, "listening http:{http}");
+                    let _ = out.flush();
+                })
+                .await
+                .context("serve")?;
+            }
+            Command::Migrate { config } => {
+                let config = load_config(config.as_ref())?;
+                threering::store::Store::open(&config.store.database)
+                    .await
+                    .context("migrate")?;
+                println!("database {} is up to date", config.store.database);
+            }
+            Command::CheckConfig { .. } => unreachable!("handled before the runtime starts"),
             Command::SipEcho {
                 listen,
                 ring_ms,
@@ -65,64 +119,102 @@ fn main() -> anyhow::Result<()> {
                 t1_ms,
                 digest,
             } => {
-                let listen = listen
-                    .iter()
-                    .map(|l| l.parse::<ListenSpec>().map_err(anyhow::Error::msg))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                let users = users
-                    .iter()
-                    .map(|u| {
-                        u.split_once(':')
-                            .map(|(n, p)| (n.to_owned(), p.to_owned()))
-                            .with_context(|| format!("--user {u:?}: expected NAME:PASSWORD"))
-                    })
-                    .collect::<anyhow::Result<HashMap<_, _>>>()?;
-                let algorithms = digest
-                    .iter()
-                    .map(|a| {
-                        a.parse::<Algorithm>()
-                            .map_err(|e| anyhow::anyhow!("--digest {a:?}: {e}"))
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                let timers = TimerConfig {
-                    t1: Duration::from_millis(t1_ms),
-                    ..TimerConfig::default()
-                }
-                .normalized();
-                let config = EchoConfig {
-                    listen,
-                    ring: Duration::from_millis(ring_ms),
-                    users,
-                    realm,
-                    timers,
-                    algorithms,
-                };
-                let cancel = CancellationToken::new();
-                let stopper = cancel.clone();
-                tokio::spawn(async move {
-                    shutdown_signal().await;
-                    stopper.cancel();
-                });
-                echo::run(config, cancel, |bound| {
-                    let mut out = std::io::stdout().lock();
-                    for spec in bound {
-                        let _ = writeln!(out, "listening {spec}");
-                    }
-                    let _ = out.flush();
-                })
-                .await
-                .context("sip-echo")?;
+                sip_echo(listen, ring_ms, users, realm, t1_ms, digest).await?;
             }
         }
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    match Config::load(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+/// SIGTERM drains, SIGINT (Ctrl-C) stops now; a second signal of either kind also
+/// stops now.
+async fn forward_signals(stop: mpsc::Sender<Stop>) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut first = true;
+    loop {
+        let how = tokio::select! {
+            _ = tokio::signal::ctrl_c() => Stop::Now,
+            _ = term.recv() => if first { Stop::Drain } else { Stop::Now },
+        };
+        first = false;
+        if stop.send(how).await.is_err() {
+            return;
+        }
     }
+}
+
+async fn sip_echo(
+    listen: Vec<String>,
+    ring_ms: u64,
+    users: Vec<String>,
+    realm: String,
+    t1_ms: u64,
+    digest: Vec<String>,
+) -> anyhow::Result<()> {
+    let listen = listen
+        .iter()
+        .map(|l| l.parse::<ListenSpec>().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let users = users
+        .iter()
+        .map(|u| {
+            u.split_once(':')
+                .map(|(n, p)| (n.to_owned(), p.to_owned()))
+                .with_context(|| format!("--user {u:?}: expected NAME:PASSWORD"))
+        })
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let algorithms = digest
+        .iter()
+        .map(|a| {
+            a.parse::<Algorithm>()
+                .map_err(|e| anyhow::anyhow!("--digest {a:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let timers = TimerConfig {
+        t1: Duration::from_millis(t1_ms),
+        ..TimerConfig::default()
+    }
+    .normalized();
+    let config = EchoConfig {
+        listen,
+        ring: Duration::from_millis(ring_ms),
+        users,
+        realm,
+        timers,
+        algorithms,
+    };
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stopper.cancel();
+    });
+    echo::run(config, cancel, |bound| {
+        let mut out = std::io::stdout().lock();
+        for spec in bound {
+            let _ = writeln!(out, "listening {spec}");
+        }
+        let _ = out.flush();
+    })
+    .await
+    .context("sip-echo")
 }

@@ -95,7 +95,9 @@ impl AgentBoard {
     /// An attempt ended without an answer. `missed`: it rang out (counts toward
     /// auto-pause after `pause_after` in a row; 0 disables).
     pub fn attempt_failed(&mut self, id: &str, missed: bool, pause_after: u32) {
-        let Some(a) = self.agents.get_mut(id) else { return };
+        let Some(a) = self.agents.get_mut(id) else {
+            return;
+        };
         if a.state != AgentState::Ringing {
             return;
         }
@@ -137,7 +139,9 @@ impl AgentBoard {
     pub fn set_paused(&mut self, id: &str, paused: bool) {
         if let Some(a) = self.agents.get_mut(id) {
             match (paused, a.state) {
-                (true, AgentState::Available | AgentState::WrapUp(_)) => a.state = AgentState::Paused,
+                (true, AgentState::Available | AgentState::WrapUp(_)) => {
+                    a.state = AgentState::Paused
+                }
                 (false, AgentState::Paused) => {
                     a.state = AgentState::Available;
                     a.missed_in_a_row = 0;

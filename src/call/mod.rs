@@ -2,6 +2,10 @@
 //! agents, and ring timing. It drives the SIP core (`crate::sip`) and the media relay
 //! (`crate::media`), and hands finished call records to the store writer.
 
+pub mod active;
 pub mod agents;
+pub mod controller;
 pub mod record;
 pub mod routing;
+
+pub use controller::{Control, Controller};

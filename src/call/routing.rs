@@ -31,7 +31,11 @@ pub fn pick_agents(
         .copied()
         .filter(|a| !tried.contains(*a))
         .collect();
-    let pool = if untried.is_empty() { available } else { untried };
+    let pool = if untried.is_empty() {
+        available
+    } else {
+        untried
+    };
     match strategy {
         Strategy::RingAll => pool.into_iter().cloned().collect(),
         Strategy::LongestIdle => pool
@@ -66,10 +70,7 @@ mod tests {
     use std::time::Duration;
 
     fn board(now: Instant) -> AgentBoard {
-        AgentBoard::new(
-            ["a", "b", "c"].iter().map(|s| (s.to_string(), true)),
-            now,
-        )
+        AgentBoard::new(["a", "b", "c"].iter().map(|s| (s.to_string(), true)), now)
     }
 
     fn ids(v: &[&str]) -> Vec<String> {
@@ -82,14 +83,32 @@ mod tests {
         let mut b = board(now);
         let agents = ids(&["a", "b", "c"]);
         b.answered("a");
-        b.call_ended("a", now, Duration::ZERO);
         tokio::time::advance(Duration::from_secs(1)).await;
         let later = Instant::now();
+        b.call_ended("a", later, Duration::ZERO);
         let mut cursor = 0;
         let tried = HashSet::new();
-        let picked = pick_agents(Strategy::LongestIdle, &agents, &b, &tried, &mut cursor, later);
-        assert_eq!(picked, ids(&["b"]), "b and c idle since start; a since its call");
-        let picked = pick_agents(Strategy::FewestCalls, &agents, &b, &tried, &mut cursor, later);
+        let picked = pick_agents(
+            Strategy::LongestIdle,
+            &agents,
+            &b,
+            &tried,
+            &mut cursor,
+            later,
+        );
+        assert_eq!(
+            picked,
+            ids(&["b"]),
+            "b and c idle since start; a since its call"
+        );
+        let picked = pick_agents(
+            Strategy::FewestCalls,
+            &agents,
+            &b,
+            &tried,
+            &mut cursor,
+            later,
+        );
         assert_ne!(picked, ids(&["a"]));
     }
 
@@ -100,18 +119,47 @@ mod tests {
         let agents = ids(&["a", "b", "c"]);
         let mut cursor = 0;
         let mut tried = HashSet::new();
-        assert_eq!(pick_agents(Strategy::RingAll, &agents, &b, &tried, &mut cursor, now), agents);
-        assert_eq!(pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now), ids(&["a"]));
-        assert_eq!(pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now), ids(&["b"]));
+        assert_eq!(
+            pick_agents(Strategy::RingAll, &agents, &b, &tried, &mut cursor, now),
+            agents
+        );
+        assert_eq!(
+            pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now),
+            ids(&["a"])
+        );
+        assert_eq!(
+            pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now),
+            ids(&["b"])
+        );
         tried.insert("c".to_string());
-        assert_eq!(pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now), ids(&["a"]));
+        assert_eq!(
+            pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now),
+            ids(&["a"])
+        );
         // Wrap-up keeps an agent out until it ends.
         b.answered("a");
         b.call_ended("a", now, Duration::from_secs(5));
         b.ringing("b");
-        assert_eq!(pick_agents(Strategy::RingAll, &agents, &b, &HashSet::new(), &mut cursor, now), ids(&["c"]));
+        assert_eq!(
+            pick_agents(
+                Strategy::RingAll,
+                &agents,
+                &b,
+                &HashSet::new(),
+                &mut cursor,
+                now
+            ),
+            ids(&["c"])
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
-        let picked = pick_agents(Strategy::RingAll, &agents, &b, &HashSet::new(), &mut cursor, Instant::now());
+        let picked = pick_agents(
+            Strategy::RingAll,
+            &agents,
+            &b,
+            &HashSet::new(),
+            &mut cursor,
+            Instant::now(),
+        );
         assert_eq!(picked, ids(&["a", "c"]));
     }
 

@@ -1,1 +1,51 @@
-//! (being written)
+//! Media: everything about the audio of a call, and nothing about SIP.
+//!
+//! threering anchors media: each call's RTP flows through two UDP ports of ours, one
+//! facing the caller and one facing the agent, so that the daemon can record both sides,
+//! play prompts and keep the caller after the agent leaves. This module owns:
+//!
+//! - [`ports`]: the pool of even RTP ports (with their RTCP neighbours) that calls borrow;
+//! - [`relay`]: one [`MediaSession`] per call, relaying RTP and RTCP between the two legs with
+//!   symmetric latching, and a tap for the recorder;
+//! - [`sdp`]: a small SDP (RFC 4566) parser and rewriter, so that call control can learn
+//!   where each leg wants its audio and hand the other leg our anchored address instead;
+//! - [`rtp`]: the minimal RTP/RTCP sanity checks the relay applies to every datagram.
+//!
+//! Call control drives it with plain addresses and ports: this module never imports
+//! `crate::sip`, so that the data flow stays one way (SIP → call control → media).
+
+pub mod ports;
+pub mod relay;
+pub mod rtp;
+pub mod sdp;
+
+use std::net::IpAddr;
+
+pub use ports::{BoundPort, PortPool};
+pub use relay::{DirectionStats, Leg, MediaSession, MediaStats, TappedPacket};
+pub use sdp::{Sdp, SdpError};
+
+/// Why media could not be set up for a call. Call control maps these to a SIP answer
+/// (typically 503: the call cannot be anchored, so it must not be accepted).
+#[derive(thiserror::Error, Debug)]
+pub enum MediaError {
+    /// The configured range holds no even port whose odd RTCP neighbour is also in range.
+    #[error("RTP port range {first}-{last} holds no even port with its RTCP port")]
+    EmptyRange { first: u16, last: u16 },
+    /// Every port of the range is lent to a call or bound by another program.
+    #[error("no free RTP port left in {first}-{last} on {ip}")]
+    NoPortsLeft { ip: IpAddr, first: u16, last: u16 },
+    /// Binding failed for a reason other than the port being taken (for example the
+    /// address is not local, or the port needs privileges): retrying other ports would not
+    /// help, so it is reported at once.
+    #[error("cannot bind UDP port {port} on {ip}: {source}")]
+    Bind {
+        ip: IpAddr,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Sockets and relay tasks need a tokio runtime; called from outside one.
+    #[error("media needs a running tokio runtime")]
+    NoRuntime,
+}

@@ -5,11 +5,11 @@
 //! stays useful as a stand-in agent phone in tests.
 
 use super::auth::Algorithm;
-use super::registrar::Registrar;
 use super::dialog::Dialog;
 use super::endpoint::{Endpoint, EndpointConfig, Event, ServerTx};
 use super::header::HeaderName;
 use super::message::{response_to, HeaderAccess, Method, Request, Response};
+use super::registrar::Registrar;
 use super::transaction::TimerConfig;
 use super::transport::{ListenSpec, Peer};
 use super::uri::Uri;
@@ -182,7 +182,9 @@ impl Echo {
             }
             Method::Register => {
                 let users = &self.config.users;
-                let (resp, _) = self.registrar.handle(&req, &peer, |u| users.get(u).cloned());
+                let (resp, _) = self
+                    .registrar
+                    .handle(&req, &peer, |u| users.get(u).cloned());
                 self.respond(tx, resp).await;
             }
             _ => self.respond(tx, response_to(&req, 405, None, None)).await,
@@ -215,5 +217,4 @@ impl Echo {
         .into();
         resp
     }
-
 }

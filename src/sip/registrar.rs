@@ -79,7 +79,12 @@ impl Registrar {
         let tag = super::dialog::new_tag();
         let refuse = |resp| (resp, RegisterOutcome::Refused);
         let Some(to) = req.header_to() else {
-            return refuse(response_to(req, 400, Some("Bad Request: missing To"), Some(&tag)));
+            return refuse(response_to(
+                req,
+                400,
+                Some("Bad Request: missing To"),
+                Some(&tag),
+            ));
         };
         let Some(aor_user) = to.uri.as_sip().and_then(|u| u.user_unescaped()) else {
             return refuse(response_to(
@@ -92,9 +97,9 @@ impl Registrar {
         let Some(authorization) = req.headers.get(&HeaderName::Authorization) else {
             return refuse(self.challenge(req, &tag, false));
         };
-        let verified = self
-            .digest
-            .verify("REGISTER", authorization, password_for, SystemTime::now());
+        let verified =
+            self.digest
+                .verify("REGISTER", authorization, password_for, SystemTime::now());
         let user = match verified {
             Ok(v) => v.username,
             // A nonce from before a restart, another scheme, another realm: challenge.
@@ -156,8 +161,10 @@ impl Registrar {
         let mut resp = response_to(req, 200, None, Some(&tag));
         for b in bindings.iter() {
             let left = b.expires_at.saturating_duration_since(now).as_secs();
-            resp.headers
-                .push(HeaderName::Contact, format!("<{}>;expires={left}", b.contact));
+            resp.headers.push(
+                HeaderName::Contact,
+                format!("<{}>;expires={left}", b.contact),
+            );
         }
         let bound = !bindings.is_empty();
         (resp, RegisterOutcome::Updated { user, bound })

@@ -519,6 +519,16 @@ impl Core {
         if entry.final_sent {
             return;
         }
+        if response.headers.count(&HeaderName::Via) == 0 {
+            // A bare response (status, extra headers, body), e.g. one relayed from the
+            // other leg of a B2BUA: address it from the request it answers.
+            let tag = (response.status > 100).then_some(entry.to_tag.as_str());
+            let mut full =
+                response_to(&entry.request, response.status, Some(&response.reason), tag);
+            full.headers.0.append(&mut response.headers.0);
+            full.body = std::mem::take(&mut response.body);
+            response = full;
+        }
         if response.status > 100 {
             ensure_to_tag(&mut response, &entry.to_tag);
         }

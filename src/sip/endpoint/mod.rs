@@ -191,6 +191,12 @@ impl Endpoint {
             .map_err(|_| EndpointError::Stopped)
     }
 
+    /// Answers a request with a bare response (status, extra headers, body): the
+    /// endpoint adds Via, From, To (with our tag), Call-ID and CSeq from the request.
+    pub async fn respond_for(&self, tx: ServerTx, response: Response) -> Result<(), EndpointError> {
+        self.respond(tx, response).await
+    }
+
     /// Sends a request in a new client transaction. The endpoint adds the top Via (our
     /// address, a new branch, `rport`) and Max-Forwards if absent.
     pub async fn request(

@@ -1,0 +1,152 @@
+//! `threering serve`: wires the parts together and runs until stopped. One root
+//! cancellation token; SIGTERM drains (new INVITEs get 503, calls in progress get up to
+//! `grace_ms`, then are ended and their records written); SIGINT stops at once (records
+//! of calls in progress are still written).
+
+use crate::call::{Control, Controller};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::media::PortPool;
+use crate::sip::endpoint::{Endpoint, EndpointConfig};
+use crate::sip::transaction::TimerConfig;
+use crate::store::{Store, StoreWriter};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("media: {0}")]
+    Media(#[from] crate::media::MediaError),
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// How the daemon is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Refuse new calls, let calls in progress finish within the grace period.
+    Drain,
+    /// Stop now (calls are ended and their records written).
+    Now,
+}
+
+/// Runs the daemon until `stop` yields; `on_ready` is called once SIP, RTP and HTTP
+/// all listen.
+pub async fn run(
+    config: Config,
+    mut stop: mpsc::Receiver<Stop>,
+    on_ready: impl FnOnce(&[crate::sip::transport::ListenSpec], std::net::SocketAddr),
+) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    let root = CancellationToken::new();
+    let store = Store::open(&config.store.database).await?;
+    let (writer, writer_task) = StoreWriter::spawn(store.clone(), 1024);
+    let metrics = crate::metrics::install();
+
+    let listen = config.sip_listen_specs().map_err(DaemonError::Config)?;
+    let endpoint_config = EndpointConfig {
+        listen,
+        timers: TimerConfig {
+            t1: Duration::from_millis(config.sip.t1_ms),
+            ..TimerConfig::default()
+        }
+        .normalized(),
+        force_rport: config.sip.force_rport,
+        ..EndpointConfig::default()
+    };
+    let sip_token = root.child_token();
+    let (endpoint, events) = Endpoint::start(endpoint_config, sip_token.clone())
+        .await
+        .map_err(|source| DaemonError::Listen {
+            what: "SIP".into(),
+            source,
+        })?;
+    let pool = PortPool::new(
+        config.media.address,
+        config.media.rtp_ports[0],
+        config.media.rtp_ports[1],
+    )?;
+
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            what: format!("HTTP {}", config.http.listen),
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            what: "HTTP".into(),
+            source,
+        })?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        store: store.clone(),
+        tokens: config.http.tokens.clone(),
+        metrics,
+        ready: ready.clone(),
+        rings: config.rings.clone(),
+        recordings: config.store.recordings.clone(),
+    };
+    let http_token = root.child_token();
+    let http_stop = http_token.clone();
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = http::serve(
+            http_listener,
+            state,
+            async move { http_stop.cancelled().await },
+        )
+        .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let (control_tx, control_rx) = mpsc::channel(4);
+    let controller = Controller::new(
+        config.clone(),
+        endpoint.clone(),
+        writer,
+        pool,
+        root.child_token(),
+    );
+    let controller_task = tokio::spawn(controller.run(events, control_rx));
+    ready.store(true, Ordering::SeqCst);
+    on_ready(&endpoint.listening(), http_addr);
+    tracing::info!(sip = ?endpoint.listening().iter().map(|l| l.to_string()).collect::<Vec<_>>(), http = %http_addr, "threering is ready");
+
+    let grace = Duration::from_millis(config.daemon.grace_ms);
+    tokio::pin!(controller_task);
+    let how = tokio::select! {
+        s = stop.recv() => s.unwrap_or(Stop::Now),
+        _ = &mut controller_task => Stop::Now,
+    };
+    ready.store(false, Ordering::SeqCst);
+    let grace = if how == Stop::Drain {
+        grace
+    } else {
+        Duration::ZERO
+    };
+    tracing::info!(?how, "stopping");
+    let _ = control_tx.send(Control::Drain { grace }).await;
+    // The controller ends calls, closes the store writer and returns; a second signal
+    // does not cut this short, since records would be lost.
+    if !controller_task.is_finished() {
+        let _ = (&mut controller_task).await;
+    }
+    let _ = writer_task.await;
+    root.cancel();
+    let _ = http_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,615 @@
+//! The per-call RTP relay: two anchored legs, symmetric latching, a tap for the recorder.
+//!
+//! A [`MediaSession`] borrows two port pairs from the [`PortPool`]: one faces the caller,
+//! one faces the agent. Whatever arrives on the caller-facing ports goes out of the
+//! agent-facing ports to the agent, and the other way round; RTP on the even port, RTCP on
+//! the odd one (RTCP multiplexed on the RTP port, RFC 5761, is passed the same way as RTP).
+//! Payloads are never touched: the two phones negotiated their codecs end to end.
+//!
+//! ## Where packets for a leg go (symmetric RTP, RFC 4961)
+//! Phones behind NAT announce an address in SDP that is not where their packets come from,
+//! and they expect audio back where they send from. So each leg's destination is learnt
+//! from its own packets ("latching"), with the SDP address as the starting point and as the
+//! bound on who may latch:
+//!
+//! ```text
+//!                     set_remote(Some(a))
+//!   ┌────────────┐   (a new address)    ┌─────────────┐
+//!   │   no SDP   │ ───────────────────▶ │  expecting  │
+//!   │  send: --  │ ◀─────────────────── │  send: a    │
+//!   └────────────┘   set_remote(None)   └─────────────┘
+//!      │     ▲                            │        ▲
+//!      │     │ set_remote(None)           │        │ set_remote(Some(b)), b != a
+//!      │     │                            │        │
+//!      │   ┌─┴────────────┐  first packet from a source s with a's IP (any port)
+//!      │   │   latched    │ ◀─────────────┘        │
+//!      └─▶ │   send: s    │ ───────────────────────┘
+//!          └──────────────┘
+//!   first packet from any source s
+//! ```
+//!
+//! Once latched, packets from any other source are dropped (a stranger who guesses our port
+//! cannot hijack or inject into the call); only a new SDP address re-opens latching. RTP is
+//! only ever sent to the SDP or latched address of a leg; with neither, it is dropped. Each
+//! drop is counted in [`MediaStats`] rather than logged, so a flood cannot flood the logs.
+//!
+//! While a leg has no SDP address, the first source to send latches it: that is what lets a
+//! leg be found when its SDP gave no usable address, but it also means call control should
+//! pass each leg's SDP address as soon as it has it (for the agent leg, from the first 183
+//! or 200 with SDP), so that the window for a stranger stays short.
+//!
+//! ## Costs
+//! One task per call, one receive buffer per call (reused for every datagram), no
+//! allocation per packet; the only per-packet copy is into the recorder's tap, and only
+//! while a tap is set. All state is bounded: there are no queues here, and the tap is a
+//! bounded channel whose overflow is dropped and counted.
+
+use std::fmt;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
+
+use super::ports::{BoundPort, PortPool};
+use super::rtp::{self, PacketKind};
+use super::MediaError;
+
+/// Largest datagram relayed. Audio RTP is a few hundred bytes and always fits an Ethernet
+/// MTU; anything larger is not a phone's audio and is dropped as invalid.
+pub const MAX_PACKET: usize = 2048;
+
+/// Datagrams read from one socket before the others get a turn, so that a flood on one leg
+/// cannot starve the other.
+const BATCH: usize = 64;
+
+/// One side of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    Caller,
+    Agent,
+}
+
+impl Leg {
+    /// The leg that packets from this one are relayed to.
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::Caller => Leg::Agent,
+            Leg::Agent => Leg::Caller,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Leg::Caller => 0,
+            Leg::Agent => 1,
+        }
+    }
+}
+
+impl fmt::Display for Leg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Leg::Caller => "caller",
+            Leg::Agent => "agent",
+        })
+    }
+}
+
+/// Which port of a leg's pair a datagram used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Rtp,
+    Rtcp,
+}
+
+impl Channel {
+    fn index(self) -> usize {
+        match self {
+            Channel::Rtp => 0,
+            Channel::Rtcp => 1,
+        }
+    }
+}
+
+/// An RTP packet as it arrived from a leg, for the recorder. Only RTP that passed the
+/// source check is tapped (no RTCP, nothing from strangers), whether or not it could be
+/// relayed: the recording is of what each side said.
+#[derive(Debug, Clone)]
+pub struct TappedPacket {
+    pub leg: Leg,
+    /// When the relay read it: the recorder aligns the two legs by arrival time.
+    pub arrival: Instant,
+    /// The whole RTP packet, header included (the recorder needs the payload type,
+    /// sequence number and timestamp).
+    pub data: Bytes,
+}
+
+/// Counters for datagrams that arrived on one leg's port (RTP or RTCP) and were relayed
+/// toward the other leg. `packets_received` counts every datagram; each one is then either
+/// sent or counted in exactly one of the `dropped_*` counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectionStats {
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Not RTP/RTCP version 2, truncated header, or larger than [`MAX_PACKET`].
+    pub dropped_invalid: u64,
+    /// From a source other than the latched one, or, before latching, from an IP other
+    /// than the SDP address's.
+    pub dropped_unknown_source: u64,
+    /// The other leg has neither an SDP address nor a latched one yet.
+    pub dropped_no_destination: u64,
+    /// The kernel refused the send (buffer full, unreachable, wrong address family).
+    pub dropped_send_failed: u64,
+    /// Tapped copies the recorder's channel had no room for (the packet itself was still
+    /// relayed; not part of the `dropped_*` sum).
+    pub tap_dropped: u64,
+}
+
+impl DirectionStats {
+    /// Datagrams that were received but not relayed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_invalid
+            .saturating_add(self.dropped_unknown_source)
+            .saturating_add(self.dropped_no_destination)
+            .saturating_add(self.dropped_send_failed)
+    }
+}
+
+/// A snapshot of a session's counters, per direction and port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// Arrived on the caller-facing RTP port (RTP, and RTCP if the phones multiplex it).
+    pub caller_to_agent: DirectionStats,
+    /// Arrived on the agent-facing RTP port.
+    pub agent_to_caller: DirectionStats,
+    /// Arrived on the caller-facing RTCP port.
+    pub caller_to_agent_rtcp: DirectionStats,
+    /// Arrived on the agent-facing RTCP port.
+    pub agent_to_caller_rtcp: DirectionStats,
+}
+
+/// The atomic counterpart of [`DirectionStats`], written by the relay task, read by
+/// [`MediaSession::stats`] without locking.
+#[derive(Debug, Default)]
+struct Counters {
+    packets_received: AtomicU64,
+    bytes_received: AtomicU64,
+    packets_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    dropped_invalid: AtomicU64,
+    dropped_unknown_source: AtomicU64,
+    dropped_no_destination: AtomicU64,
+    dropped_send_failed: AtomicU64,
+    tap_dropped: AtomicU64,
+}
+
+/// Counters are statistics, not synchronisation: relaxed ordering is enough.
+fn bump(counter: &AtomicU64, by: usize) {
+    counter.fetch_add(u64::try_from(by).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+impl Counters {
+    fn snapshot(&self) -> DirectionStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DirectionStats {
+            packets_received: get(&self.packets_received),
+            bytes_received: get(&self.bytes_received),
+            packets_sent: get(&self.packets_sent),
+            bytes_sent: get(&self.bytes_sent),
+            dropped_invalid: get(&self.dropped_invalid),
+            dropped_unknown_source: get(&self.dropped_unknown_source),
+            dropped_no_destination: get(&self.dropped_no_destination),
+            dropped_send_failed: get(&self.dropped_send_failed),
+            tap_dropped: get(&self.tap_dropped),
+        }
+    }
+}
+
+/// What call control has told the session; the relay task copies it when it changes.
+#[derive(Debug, Default)]
+struct Control {
+    /// SDP addresses, indexed by [`Leg::index`].
+    remotes: [Option<SocketAddr>; 2],
+    tap: Option<mpsc::Sender<TappedPacket>>,
+}
+
+/// State shared between the [`MediaSession`] handle and its relay task.
+#[derive(Debug, Default)]
+struct Shared {
+    control: Mutex<Control>,
+    /// Bumped on every change to `control`, so the relay task notices changes with one
+    /// atomic load per packet instead of taking the lock.
+    generation: AtomicU64,
+    /// Indexed by arrival leg, then channel.
+    counters: [[Counters; 2]; 2],
+}
+
+impl Shared {
+    /// `control` is plain data that no code path leaves half-written, so a poisoned lock
+    /// is safe to keep using.
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Control)) {
+        let mut control = self.lock();
+        change(&mut control);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The two anchored legs of one call. Packets that arrive on the caller-facing port go out
+/// of the agent-facing port to the agent's address, and vice versa.
+///
+/// Created when a call arrives (so that the SDP we answer with can name our ports) and
+/// ended with [`MediaSession::stop`], by dropping it, or by cancelling the token given to
+/// [`MediaSession::start`]; the ports go back to the pool once the relay task has ended.
+#[derive(Debug)]
+pub struct MediaSession {
+    shared: Arc<Shared>,
+    local_ip: IpAddr,
+    caller_port: u16,
+    agent_port: u16,
+    /// A child of the token given at start: stopping one call leaves the others running,
+    /// while a daemon shutdown stops them all.
+    cancel: CancellationToken,
+    /// Cancelled by the relay task as it ends, after its ports are back in the pool.
+    finished: CancellationToken,
+}
+
+impl MediaSession {
+    /// Binds a caller-facing and an agent-facing port pair and spawns the relay task.
+    /// Neither leg has a destination yet: see [`MediaSession::set_caller_remote`].
+    pub fn start(pool: &PortPool, cancel: CancellationToken) -> Result<MediaSession, MediaError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let caller = pool.bind()?;
+        let agent = pool.bind()?;
+        let cancel = cancel.child_token();
+        let finished = CancellationToken::new();
+        let shared = Arc::new(Shared::default());
+        let session = MediaSession {
+            shared: Arc::clone(&shared),
+            local_ip: caller.local_ip(),
+            caller_port: caller.port,
+            agent_port: agent.port,
+            cancel: cancel.clone(),
+            finished: finished.clone(),
+        };
+        let span =
+            tracing::debug_span!("media", caller_port = caller.port, agent_port = agent.port);
+        let relay = Relay {
+            shared,
+            ports: [caller, agent],
+            targets: Default::default(),
+            seen_generation: 0,
+            tap: None,
+            buffer: vec![0; MAX_PACKET + 1].into_boxed_slice(),
+            _finished: finished.drop_guard(),
+        };
+        runtime.spawn(relay.run(cancel).instrument(span));
+        Ok(session)
+    }
+
+    /// The RTP port to put in the SDP we send to the caller.
+    pub fn caller_port(&self) -> u16 {
+        self.caller_port
+    }
+
+    /// The RTP port to put in the SDP we offer to agents.
+    pub fn agent_port(&self) -> u16 {
+        self.agent_port
+    }
+
+    /// The address both ports are bound to (the pool's address).
+    pub fn local_ip(&self) -> IpAddr {
+        self.local_ip
+    }
+
+    /// Where the caller's SDP says to send its audio (`Sdp::audio_destination`). A different
+    /// address than before re-opens latching; `None` (hold, refused stream) stops sending to
+    /// the caller until it sends again.
+    pub fn set_caller_remote(&self, addr: Option<SocketAddr>) {
+        self.shared
+            .update(|control| control.remotes[Leg::Caller.index()] = addr);
+    }
+
+    /// Where the answering agent's SDP says to send its audio; see
+    /// [`MediaSession::set_caller_remote`].
+    pub fn set_agent_remote(&self, addr: Option<SocketAddr>) {
+        self.shared
+            .update(|control| control.remotes[Leg::Agent.index()] = addr);
+    }
+
+    /// Starts (or, with `None`, stops) copying every accepted RTP packet of both legs to
+    /// the recorder. The channel's bound is the recorder's choice; when it is full, copies
+    /// are dropped and counted, and the relay never waits for the recorder.
+    pub fn set_tap(&self, tap: Option<mpsc::Sender<TappedPacket>>) {
+        self.shared.update(|control| control.tap = tap);
+    }
+
+    /// Packets and bytes received and sent per direction, and why any were dropped.
+    pub fn stats(&self) -> MediaStats {
+        let counters = &self.shared.counters;
+        MediaStats {
+            caller_to_agent: counters[0][0].snapshot(),
+            agent_to_caller: counters[1][0].snapshot(),
+            caller_to_agent_rtcp: counters[0][1].snapshot(),
+            agent_to_caller_rtcp: counters[1][1].snapshot(),
+        }
+    }
+
+    /// Ends the relay; its ports go back to the pool as the task ends, which
+    /// [`MediaSession::finished`] waits for. Idempotent.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Resolves once the relay task has ended and its ports are back in the pool.
+    pub async fn finished(&self) {
+        self.finished.cancelled().await;
+    }
+
+    /// Whether the relay task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished.is_cancelled()
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Whether a packet from a source may enter the call on a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// From the latched source.
+    Known,
+    /// The first acceptable packet: the leg is now latched to its source.
+    Latched,
+    Rejected,
+}
+
+/// Where one leg's packets (on one channel) come from and go to: the state machine of the
+/// module documentation. Pure, so it is tested without sockets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Target {
+    /// From SDP.
+    expected: Option<SocketAddr>,
+    /// From the first acceptable packet.
+    latched: Option<SocketAddr>,
+}
+
+impl Target {
+    /// Applies the SDP address. The same address again keeps the latch (a re-INVITE that
+    /// changes nothing must not open the call to hijacking); a new one re-opens latching.
+    fn expect(&mut self, addr: Option<SocketAddr>) {
+        if self.expected != addr {
+            self.expected = addr;
+            self.latched = None;
+        }
+    }
+
+    fn admit(&mut self, source: SocketAddr) -> Admission {
+        if let Some(latched) = self.latched {
+            return if latched == source {
+                Admission::Known
+            } else {
+                Admission::Rejected
+            };
+        }
+        match self.expected {
+            Some(expected) if !same_ip(expected.ip(), source.ip()) => Admission::Rejected,
+            _ => {
+                self.latched = Some(source);
+                Admission::Latched
+            }
+        }
+    }
+
+    fn destination(&self) -> Option<SocketAddr> {
+        self.latched.or(self.expected)
+    }
+}
+
+/// IP equality that treats `::ffff:a.b.c.d` as `a.b.c.d`: a dual-stack socket reports IPv4
+/// sources in the mapped form while SDP names them plainly.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// Adapts a destination to the family of the socket sending to it: an IPv6 socket reaches
+/// IPv4 peers through mapped addresses, an IPv4 socket cannot use the mapped form.
+fn fit_family(destination: SocketAddr, local: IpAddr) -> SocketAddr {
+    match (local, destination.ip()) {
+        (IpAddr::V6(_), IpAddr::V4(v4)) => {
+            SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), destination.port())
+        }
+        (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), destination.port()),
+            None => destination,
+        },
+        _ => destination,
+    }
+}
+
+/// The relay task's state. Owns the ports: they go back to the pool when it is dropped.
+struct Relay {
+    shared: Arc<Shared>,
+    /// Indexed by [`Leg::index`].
+    ports: [BoundPort; 2],
+    /// Indexed by leg, then [`Channel::index`].
+    targets: [[Target; 2]; 2],
+    seen_generation: u64,
+    tap: Option<mpsc::Sender<TappedPacket>>,
+    /// One byte more than [`MAX_PACKET`], so that an oversized datagram (which the kernel
+    /// truncates to the buffer) is recognised by filling it.
+    buffer: Box<[u8]>,
+    /// Declared last, so it is dropped after the ports: whoever waits on
+    /// [`MediaSession::finished`] then finds them back in the pool.
+    _finished: DropGuard,
+}
+
+impl Relay {
+    async fn run(mut self, cancel: CancellationToken) {
+        tracing::debug!("media relay started");
+        loop {
+            let [caller, agent] = &self.ports;
+            let (leg, channel, ready) = tokio::select! {
+                () = cancel.cancelled() => break,
+                ready = caller.socket.readable() => (Leg::Caller, Channel::Rtp, ready),
+                ready = agent.socket.readable() => (Leg::Agent, Channel::Rtp, ready),
+                ready = caller.rtcp_socket.readable() => (Leg::Caller, Channel::Rtcp, ready),
+                ready = agent.rtcp_socket.readable() => (Leg::Agent, Channel::Rtcp, ready),
+            };
+            if let Err(error) = ready {
+                // Readiness only fails if the reactor is gone (runtime shutting down).
+                tracing::warn!(%leg, ?channel, %error, "media socket failed, relay ends");
+                break;
+            }
+            self.drain(leg, channel);
+        }
+        tracing::debug!("media relay ended");
+    }
+
+    /// Reads what is queued on one socket, up to [`BATCH`] datagrams.
+    fn drain(&mut self, leg: Leg, channel: Channel) {
+        for _ in 0..BATCH {
+            let socket = socket_of(&self.ports[leg.index()], channel);
+            match socket.try_recv_from(&mut self.buffer) {
+                Ok((len, source)) => self.on_datagram(leg, channel, len, source),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    // An ICMP error reported on a later read, for example: not fatal.
+                    tracing::trace!(%leg, ?channel, %error, "receive failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Copies call control's latest settings if they changed since the last packet.
+    fn refresh_control(&mut self) {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation == self.seen_generation {
+            return;
+        }
+        self.seen_generation = generation;
+        let control = self.shared.lock();
+        for leg in [Leg::Caller, Leg::Agent] {
+            let rtp = control.remotes[leg.index()];
+            // RFC 3550 §11: RTCP goes to the port above the RTP port.
+            let rtcp = rtp.map(|a| SocketAddr::new(a.ip(), a.port().saturating_add(1)));
+            let targets = &mut self.targets[leg.index()];
+            targets[Channel::Rtp.index()].expect(rtp);
+            targets[Channel::Rtcp.index()].expect(rtcp);
+        }
+        self.tap.clone_from(&control.tap);
+    }
+
+    /// Checks one datagram and relays it to the other leg.
+    fn on_datagram(&mut self, leg: Leg, channel: Channel, len: usize, source: SocketAddr) {
+        self.refresh_control();
+        let Relay {
+            shared,
+            ports,
+            targets,
+            tap,
+            buffer,
+            ..
+        } = self;
+        let counters = &shared.counters[leg.index()][channel.index()];
+        bump(&counters.packets_received, 1);
+        bump(&counters.bytes_received, len);
+
+        let Some(packet) = buffer.get(..len).filter(|_| len <= MAX_PACKET) else {
+            bump(&counters.dropped_invalid, 1);
+            return;
+        };
+        let kind = rtp::classify(packet);
+        if kind == PacketKind::Invalid {
+            bump(&counters.dropped_invalid, 1);
+            return;
+        }
+        match targets[leg.index()][channel.index()].admit(source) {
+            Admission::Known => {}
+            Admission::Latched => tracing::debug!(%leg, ?channel, %source, "latched"),
+            Admission::Rejected => {
+                bump(&counters.dropped_unknown_source, 1);
+                tracing::trace!(%leg, ?channel, %source, "dropped packet from unknown source");
+                return;
+            }
+        }
+        if channel == Channel::Rtp && kind == PacketKind::Rtp {
+            tap_packet(tap, counters, leg, packet);
+        }
+
+        let out = leg.other();
+        let Some(destination) = targets[out.index()][channel.index()].destination() else {
+            bump(&counters.dropped_no_destination, 1);
+            return;
+        };
+        let out_port = &ports[out.index()];
+        let destination = fit_family(destination, out_port.local_ip());
+        match socket_of(out_port, channel).try_send_to(packet, destination) {
+            Ok(sent) => {
+                bump(&counters.packets_sent, 1);
+                bump(&counters.bytes_sent, sent);
+            }
+            Err(error) => {
+                bump(&counters.dropped_send_failed, 1);
+                tracing::trace!(%leg, ?channel, %destination, %error, "send failed");
+            }
+        }
+    }
+}
+
+fn socket_of(port: &BoundPort, channel: Channel) -> &UdpSocket {
+    match channel {
+        Channel::Rtp => &port.socket,
+        Channel::Rtcp => &port.rtcp_socket,
+    }
+}
+
+/// Offers a copy of the packet to the recorder without ever waiting for it. A recorder
+/// that went away is forgotten until call control sets a new tap.
+fn tap_packet(
+    tap: &mut Option<mpsc::Sender<TappedPacket>>,
+    counters: &Counters,
+    leg: Leg,
+    packet: &[u8],
+) {
+    let Some(sender) = tap else {
+        return;
+    };
+    if sender.capacity() == 0 {
+        // Full: skip the copy too.
+        bump(&counters.tap_dropped, 1);
+        return;
+    }
+    let tapped = TappedPacket {
+        leg,
+        arrival: Instant::now(),
+        data: Bytes::copy_from_slice(packet),
+    };
+    match sender.try_send(tapped) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => bump(&counters.tap_dropped, 1),
+        Err(TrySendError::Closed(_)) => *tap = None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
