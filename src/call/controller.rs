@@ -55,6 +55,10 @@ enum Purpose {
         tx: ServerTx,
         to_agent: bool,
     },
+    /// An INVITE to an agent whose call has ended: a late 2xx is ACKed and released.
+    Orphan {
+        index: u64,
+    },
 }
 
 /// Commands from outside the controller (the daemon's shutdown).
@@ -73,6 +77,8 @@ pub struct Controller {
     by_caller_tx: HashMap<ServerTx, u64>,
     by_call_id: HashMap<String, u64>,
     clients: HashMap<ClientTx, Purpose>,
+    /// INVITEs of attempts whose call ended, by orphan index.
+    orphans: HashMap<u64, (Request, Target)>,
     timers_tx: mpsc::Sender<Timer>,
     timers_rx: Option<mpsc::Receiver<Timer>>,
     store: StoreWriter,
@@ -130,6 +136,7 @@ impl Controller {
             by_caller_tx: HashMap::new(),
             by_call_id: HashMap::new(),
             clients: HashMap::new(),
+            orphans: HashMap::new(),
             timers_tx,
             timers_rx: Some(timers_rx),
             store,
@@ -206,15 +213,22 @@ impl Controller {
             Event::Response { tx, response } => self.on_response(tx, response).await,
             Event::ClientFailed { tx, reason } => {
                 tracing::debug!(?reason, "request to a peer failed");
-                let status = if reason == crate::sip::transaction::TerminationReason::Timeout {
-                    408
-                } else {
-                    503
-                };
-                let mut synthetic =
-                    Response::new(status, crate::sip::message::reason_phrase(status));
-                synthetic.headers.push(HeaderName::CSeq, "1 INVITE");
-                self.on_response(tx, synthetic).await;
+                match self.clients.remove(&tx) {
+                    Some(Purpose::Attempt { call, index }) => {
+                        self.attempt_failed(call, index).await
+                    }
+                    Some(Purpose::Relay { tx: server_tx, .. }) => {
+                        let timeout = reason == crate::sip::transaction::TerminationReason::Timeout;
+                        let status = if timeout { 408 } else { 503 };
+                        let resp =
+                            Response::new(status, crate::sip::message::reason_phrase(status));
+                        self.respond_relayed(server_tx, resp).await;
+                    }
+                    Some(Purpose::Orphan { index }) => {
+                        self.orphans.remove(&index);
+                    }
+                    Some(Purpose::Bye) | None => {}
+                }
             }
             Event::AckTimeout { call_id, .. } => {
                 if let Some(&key) = self.by_call_id.get(&call_id) {
@@ -530,6 +544,16 @@ impl Controller {
         match purpose {
             Purpose::Attempt { call, index } => self.on_attempt_response(call, index, resp).await,
             Purpose::Bye => {}
+            Purpose::Orphan { index } => {
+                let Some((invite, target)) = self.orphans.remove(&index) else {
+                    return;
+                };
+                if resp.status < 200 {
+                    self.orphans.insert(index, (invite, target));
+                } else if resp.is_success() {
+                    self.release_late_answer(&invite, target, &resp).await;
+                }
+            }
             Purpose::Relay {
                 call,
                 tx: server_tx,
@@ -615,6 +639,11 @@ impl Controller {
         // Every 2xx is acknowledged, even one we do not want.
         let _ = self.endpoint.ack(dialog.ack(invite_seq), target).await;
         let call = self.calls.get_mut(&key).expect("caller checked");
+        if call.attempts[index].outcome == AttemptOutcome::Answered {
+            // A retransmitted 2xx from the agent who answered (our ACK was lost): the
+            // ACK above was all it needed.
+            return;
+        }
         if call.phase != Phase::Routing || !call.attempts[index].open {
             // Another agent won (ring-all race) or the caller left: release this one.
             let bye = dialog.request(Method::Bye);
@@ -684,6 +713,37 @@ impl Controller {
             self.board.attempt_failed(&agent, false, 0);
         }
         self.store.save(record).await;
+    }
+
+    /// An agent INVITE got no response at all (or the transport failed).
+    async fn attempt_failed(&mut self, key: u64, index: usize) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(attempt) = call.attempts.get_mut(index) else {
+            return;
+        };
+        if attempt.open {
+            attempt.finish(AttemptOutcome::Failed, None);
+            let agent = attempt.agent.clone();
+            tracing::warn!(call = %call.record.id, %agent, "agent unreachable");
+            self.board.attempt_failed(&agent, false, 0);
+        }
+        self.route(key).await;
+    }
+
+    /// ACKs and hangs up a 2xx that arrived for a call already gone.
+    async fn release_late_answer(&mut self, invite: &Request, target: Target, resp: &Response) {
+        let Ok(mut dialog) = Dialog::uac(invite, resp) else {
+            return;
+        };
+        let target = target_for_uri(&dialog.remote_target).unwrap_or(target);
+        let seq = invite.cseq().map_or(1, |c| c.seq);
+        let _ = self.endpoint.ack(dialog.ack(seq), target).await;
+        let bye = dialog.request(Method::Bye);
+        if let Ok(tx) = self.endpoint.request(bye, target).await {
+            self.clients.insert(tx, Purpose::Bye);
+        }
     }
 
     async fn on_timer(&mut self, timer: Timer) {
@@ -998,9 +1058,19 @@ impl Controller {
         if let Some((d, _)) = &call.agent_dialog {
             self.by_call_id.remove(&d.id.call_id);
         }
+        // Agent INVITEs still in flight stay known, so a late 2xx can be released.
+        for attempt in &call.attempts {
+            if let Some(Purpose::Attempt { .. }) = self.clients.get(&attempt.tx) {
+                let index = self.next_key;
+                self.next_key += 1;
+                self.orphans
+                    .insert(index, (attempt.invite.clone(), attempt.target));
+                self.clients.insert(attempt.tx, Purpose::Orphan { index });
+            }
+        }
         self.clients.retain(|_, p| match p {
             Purpose::Attempt { call, .. } | Purpose::Relay { call, .. } => *call != key,
-            Purpose::Bye => true,
+            Purpose::Bye | Purpose::Orphan { .. } => true,
         });
         let record = call.record;
         tracing::info!(call = %record.id, outcome = record.outcome.as_str(), hangup = ?record.hangup_side, talk_ms = record.talk_ms, "call ended");
