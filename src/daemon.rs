@@ -147,6 +147,7 @@ pub async fn run(
     let _ = writer_task.await;
     root.cancel();
     let _ = http_task.await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -86,7 +86,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => {
                 let config = load_config(config.as_ref())?;
@@ -123,7 +123,10 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Ok(())
-    })
+    });
+    // Tasks still parked (idle connections, timers) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
