@@ -1,0 +1,489 @@
+//! End-to-end calls through `threering serve`: SIPp callers → threering → SIPp agents over
+//! real loopback sockets, then the call record from `GET /api/calls`.
+//!
+//! Ring timing (DESIGN.md "Ring timing"), ring-no-answer, busy, abandon, ring-all, who hung
+//! up, TCP, and no agent. Every test has its own daemon, ports, temp dir and SIPp
+//! processes. Media: each SIPp endpoint plays /usr/share/sip-tester/g711a.pcap after the
+//! ACK and names, in its SDP, a port this test binds (see `daemon_uac.xml`), so the packets
+//! counted there crossed the daemon's relay.
+//!
+//! Needs SIPp 3.6 with pcap play (`apt-get install sip-tester`) and root (pcap play writes
+//! raw packets); without SIPp these tests fail, on purpose.
+
+mod daemon_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use daemon_common::{
+    assert_all_ok, attempts, free_port, pretty, reports, str_field, timing_exclusive,
+    timing_shared, AgentSpec, Checks, Daemon, DaemonSpec, PortBlock, QueueSpec, Sipp, SippOutcome,
+    Transport, CALLER_NUMBER,
+};
+use serde_json::Value;
+
+/// Agent SIPp runs end with the call; this bounds the wait once the caller is done.
+const AGENT_WAIT: Duration = Duration::from_secs(15);
+
+/// The fields every answered call must have.
+fn answered_basics(c: &mut Checks, call: &Value, agent: &str) {
+    c.str_eq(call, "outcome", "answered");
+    c.str_eq(call, "agent", agent);
+    c.str_eq(call, "queue", "consult");
+    c.str_eq(call, "direction", "inbound");
+    c.present(call, "id");
+    c.present(call, "started_at");
+    c.present(call, "answered_at");
+    c.present(call, "ended_at");
+    c.that(
+        str_field(call, "caller").is_some_and(|s| s.contains(CALLER_NUMBER)),
+        format!("caller: expected it to contain {CALLER_NUMBER:?}"),
+    );
+}
+
+/// `attempts` as (agent, outcome), in the API's order.
+fn attempt_pairs(call: &Value) -> Vec<(String, String)> {
+    attempts(call)
+        .into_iter()
+        .map(|(agent, outcome, _)| (agent, outcome))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, o)| (a.to_string(), o.to_string()))
+        .collect()
+}
+
+/// ring_ms of `agent`'s attempt.
+fn ring_ms_of(call: &Value, agent: &str) -> Option<i64> {
+    attempts(call)
+        .into_iter()
+        .find(|(a, _, _)| a == agent)
+        .and_then(|(_, _, ms)| ms)
+}
+
+/// Both media directions crossed the daemon: the caller's socket got the agent's audio
+/// and the agent's socket got the caller's. g711a.pcap holds 51 packets; half is asked.
+fn media_both_ways(c: &mut Checks, caller: &SippOutcome, agent: &SippOutcome) {
+    const AT_LEAST: u64 = 25;
+    c.that(
+        caller.rtp() >= AT_LEAST,
+        format!(
+            "media agent -> caller: {} RTP packets reached the caller's SDP port (want >= {AT_LEAST})",
+            caller.rtp()
+        ),
+    );
+    c.that(
+        agent.rtp() >= AT_LEAST,
+        format!(
+            "media caller -> agent: {} RTP packets reached the agent's SDP port (want >= {AT_LEAST})",
+            agent.rtp()
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Ring timing
+// ---------------------------------------------------------------------------------------
+
+/// The agent sends 180, waits `ring_ms`, sends 200. Cadence 1000 ms, target 3.
+fn ring_timing(ring_ms: i64, rings: i64, three_ring_ok: bool) {
+    let _timing = timing_exclusive();
+    let ports = Arc::new(PortBlock::new());
+    let agent_port = free_port();
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", agent_port)],
+        vec![QueueSpec::consult("longest-idle", &["1001"])],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+
+    let agent = Sipp::agent("agent 1001", "daemon_uas_answer.xml", agent_port, &ports)
+        .pause_ms(ring_ms as u64)
+        .spawn();
+    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
+        .pause_ms(2000)
+        .spawn();
+    let call_id = caller.call_id().to_string();
+    let caller = caller.wait();
+    let agent = agent.wait_at_most(AGENT_WAIT);
+    assert_all_ok(&[&caller, &agent], "ring timing call");
+
+    let call = daemon.the_one_call();
+    eprintln!(
+        "ring {ring_ms} ms: record {}\nRTP packets: caller got {}, agent got {}",
+        pretty(&call),
+        caller.rtp(),
+        agent.rtp()
+    );
+    let mut c = Checks::new();
+    answered_basics(&mut c, &call, "1001");
+    c.str_eq(&call, "sip_call_id", &call_id);
+    c.int_in(&call, "caller_ring_ms", ring_ms - 50, ring_ms + 50);
+    c.int_eq(&call, "rings", rings);
+    c.bool_eq(&call, "three_ring_ok", three_ring_ok);
+    c.that(
+        attempt_pairs(&call) == pairs(&[("1001", "answered")]),
+        format!(
+            "attempts: expected [1001 answered], got {:?}",
+            attempt_pairs(&call)
+        ),
+    );
+    let attempt_ring = ring_ms_of(&call, "1001");
+    c.that(
+        attempt_ring.is_some_and(|ms| (ring_ms - 50..=ring_ms + 50).contains(&ms)),
+        format!(
+            "attempts[0].ring_ms: expected {}..={}, got {attempt_ring:?}",
+            ring_ms - 50,
+            ring_ms + 50
+        ),
+    );
+    c.str_eq(&call, "hangup_side", "caller");
+    c.int_in(&call, "talk_ms", 1500, 4000);
+    media_both_ways(&mut c, &caller, &agent);
+    c.finish(&call, &reports(&[&caller, &agent]));
+}
+
+#[test]
+fn ring_2400_ms_at_cadence_1000_is_three_rings_within_target() {
+    ring_timing(2400, 3, true);
+}
+
+#[test]
+fn ring_3100_ms_at_cadence_1000_is_four_rings_and_a_violation() {
+    ring_timing(3100, 4, false);
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing: no answer, busy, ring-all, abandon, no agent
+// ---------------------------------------------------------------------------------------
+
+/// Two agents in list order under round-robin: the first call of a fresh daemon goes to
+/// 1001 first. `first` is 1001's scenario; 1002 answers after 300 ms.
+fn second_agent_answers(
+    first: &str,
+    ring_timeout_ms: u64,
+) -> (Value, SippOutcome, SippOutcome, SippOutcome) {
+    let ports = Arc::new(PortBlock::new());
+    let (p1, p2) = (free_port(), free_port());
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", p1), AgentSpec::at("1002", p2)],
+        vec![QueueSpec::consult("round-robin", &["1001", "1002"]).ring_timeout_ms(ring_timeout_ms)],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    let a1 = Sipp::agent("agent 1001", first, p1, &ports).spawn();
+    let a2 = Sipp::agent("agent 1002", "daemon_uas_answer.xml", p2, &ports)
+        .pause_ms(300)
+        .spawn();
+    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
+        .pause_ms(1000)
+        .run();
+    let a1 = a1.wait_at_most(AGENT_WAIT);
+    let a2 = a2.wait_at_most(AGENT_WAIT);
+    assert_all_ok(&[&caller, &a1, &a2], "");
+    let call = daemon.the_one_call();
+    (call, caller, a1, a2)
+}
+
+#[test]
+fn ring_no_answer_moves_to_the_next_agent() {
+    let _shared = timing_shared();
+    let (call, caller, a1, a2) = second_agent_answers("daemon_uas_noanswer.xml", 1000);
+    let mut c = Checks::new();
+    answered_basics(&mut c, &call, "1002");
+    c.that(
+        attempt_pairs(&call) == pairs(&[("1001", "no-answer"), ("1002", "answered")]),
+        format!(
+            "attempts: expected [1001 no-answer, 1002 answered], got {:?}",
+            attempt_pairs(&call)
+        ),
+    );
+    let first = ring_ms_of(&call, "1001");
+    c.that(
+        first.is_some_and(|ms| (800..=1500).contains(&ms)),
+        format!("1001's ring_ms: expected about ring_timeout_ms = 1000, got {first:?}"),
+    );
+    c.finish(&call, &reports(&[&caller, &a1, &a2]));
+}
+
+#[test]
+fn busy_agent_moves_to_the_next_agent() {
+    let _shared = timing_shared();
+    let (call, caller, a1, a2) = second_agent_answers("daemon_uas_busy.xml", 15_000);
+    let mut c = Checks::new();
+    answered_basics(&mut c, &call, "1002");
+    c.that(
+        attempt_pairs(&call) == pairs(&[("1001", "busy"), ("1002", "answered")]),
+        format!(
+            "attempts: expected [1001 busy, 1002 answered], got {:?}",
+            attempt_pairs(&call)
+        ),
+    );
+    c.finish(&call, &reports(&[&caller, &a1, &a2]));
+}
+
+#[test]
+fn caller_abandons_while_the_agent_rings() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let agent_port = free_port();
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", agent_port)],
+        vec![QueueSpec::consult("longest-idle", &["1001"])],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    // The agent's run only succeeds if a CANCEL reaches it.
+    let agent = Sipp::agent("agent 1001", "daemon_uas_noanswer.xml", agent_port, &ports).spawn();
+    let caller = Sipp::caller("daemon_uac_cancel.xml", daemon.sip_addr(), &ports)
+        .pause_ms(1000)
+        .run();
+    let agent = agent.wait_at_most(AGENT_WAIT);
+    assert_all_ok(
+        &[&caller, &agent],
+        "caller: INVITE, 180, CANCEL after 1 s, expects 200 + 487; agent: expects the CANCEL",
+    );
+
+    let call = daemon.the_one_call();
+    let mut c = Checks::new();
+    c.str_eq(&call, "outcome", "abandoned");
+    c.str_eq(&call, "hangup_side", "caller");
+    c.str_eq(&call, "queue", "consult");
+    c.null(&call, "answered_at");
+    c.present(&call, "ended_at");
+    c.that(
+        attempt_pairs(&call) == pairs(&[("1001", "cancelled")]),
+        format!(
+            "attempts: expected [1001 cancelled], got {:?}",
+            attempt_pairs(&call)
+        ),
+    );
+    let rang = ring_ms_of(&call, "1001");
+    c.that(
+        rang.is_some_and(|ms| (800..=1600).contains(&ms)),
+        format!("1001's ring_ms: expected about the caller's 1000 ms, got {rang:?}"),
+    );
+    c.finish(&call, &reports(&[&caller, &agent]));
+}
+
+#[test]
+fn ring_all_rings_both_agents_and_cancels_the_one_that_did_not_answer() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let (p1, p2) = (free_port(), free_port());
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", p1), AgentSpec::at("1002", p2)],
+        vec![QueueSpec::consult("ring-all", &["1001", "1002"])],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    let a1 = Sipp::agent(
+        "agent 1001 (answers after 500 ms)",
+        "daemon_uas_answer.xml",
+        p1,
+        &ports,
+    )
+    .pause_ms(500)
+    .spawn();
+    let a2 = Sipp::agent(
+        "agent 1002 (rings until cancelled)",
+        "daemon_uas_noanswer.xml",
+        p2,
+        &ports,
+    )
+    .spawn();
+    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
+        .pause_ms(1000)
+        .run();
+    let a1 = a1.wait_at_most(AGENT_WAIT);
+    let a2 = a2.wait_at_most(AGENT_WAIT);
+    assert_all_ok(
+        &[&caller, &a1, &a2],
+        "both agents must get the INVITE; 1002 must get a CANCEL when 1001 answers",
+    );
+
+    let call = daemon.the_one_call();
+    let mut c = Checks::new();
+    answered_basics(&mut c, &call, "1001");
+    let mut got = attempt_pairs(&call);
+    got.sort();
+    c.that(
+        got == pairs(&[("1001", "answered"), ("1002", "cancelled")]),
+        format!("attempts: expected {{1001 answered, 1002 cancelled}}, got {got:?}"),
+    );
+    let answered = ring_ms_of(&call, "1001");
+    c.that(
+        answered.is_some_and(|ms| (400..=700).contains(&ms)),
+        format!("1001's ring_ms: expected about 500, got {answered:?}"),
+    );
+    c.finish(&call, &reports(&[&caller, &a1, &a2]));
+}
+
+#[test]
+fn no_agent_answering_gives_the_caller_480_after_max_wait() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let agent_port = free_port();
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", agent_port)],
+        vec![QueueSpec::consult("longest-idle", &["1001"])
+            .ring_timeout_ms(1000)
+            .max_wait_ms(3000)],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    // Rings without answering every time it is called (until cancelled), however often
+    // the daemon tries it again within max_wait_ms.
+    let agent = Sipp::agent(
+        "agent 1001 (never answers)",
+        "daemon_uas_noanswer.xml",
+        agent_port,
+        &ports,
+    )
+    .calls(20)
+    .spawn();
+    let caller = Sipp::caller("daemon_uac_480.xml", daemon.sip_addr(), &ports).run();
+    let agent = agent.kill();
+    assert_all_ok(&[&caller], &agent.report);
+    assert!(
+        caller.elapsed >= Duration::from_millis(2500),
+        "the 480 came after {:?}, before max_wait_ms = 3000\n{}",
+        caller.elapsed,
+        caller.report
+    );
+
+    let call = daemon.the_one_call();
+    let mut c = Checks::new();
+    c.str_eq(&call, "outcome", "no_agent");
+    c.str_eq(&call, "queue", "consult");
+    c.null(&call, "answered_at");
+    let list = attempt_pairs(&call);
+    c.that(
+        !list.is_empty()
+            && list
+                .iter()
+                .all(|(a, o)| a == "1001" && (o == "no-answer" || o == "cancelled")),
+        format!(
+            "attempts: expected only 1001 no-answer (or cancelled at max_wait_ms), got {list:?}"
+        ),
+    );
+    c.finish(&call, &reports(&[&caller, &agent]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Who hangs up
+// ---------------------------------------------------------------------------------------
+
+/// One agent (1001); returns the record, the caller's and the agent's runs.
+fn one_call(
+    caller_transport: Transport,
+    agent_tcp: bool,
+    caller_scenario: &str,
+    agent_scenario: &str,
+) -> (Value, SippOutcome, SippOutcome) {
+    let ports = Arc::new(PortBlock::new());
+    let agent_port = free_port();
+    let agent_spec = if agent_tcp {
+        AgentSpec::at_tcp("1001", agent_port)
+    } else {
+        AgentSpec::at("1001", agent_port)
+    };
+    let spec = DaemonSpec::new(
+        vec![agent_spec],
+        vec![QueueSpec::consult("longest-idle", &["1001"])],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    let agent = Sipp::agent("agent 1001", agent_scenario, agent_port, &ports)
+        .transport(if agent_tcp {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        })
+        .pause_ms(300)
+        .spawn();
+    let caller = Sipp::caller(caller_scenario, daemon.sip_addr(), &ports)
+        .transport(caller_transport)
+        .pause_ms(1500)
+        .run();
+    let agent = agent.wait_at_most(AGENT_WAIT);
+    assert_all_ok(
+        &[&caller, &agent],
+        &format!(
+            "caller over {caller_transport:?}, agent over {}",
+            if agent_tcp { "TCP" } else { "UDP" }
+        ),
+    );
+    let call = daemon.the_one_call();
+    (call, caller, agent)
+}
+
+fn check_hangup(call: &Value, side: &str, caller: &SippOutcome, agent: &SippOutcome) {
+    let mut c = Checks::new();
+    answered_basics(&mut c, call, "1001");
+    c.str_eq(call, "hangup_side", side);
+    // The talk lasts about 1500 ms in both scenarios.
+    c.int_in(call, "talk_ms", 1000, 4000);
+    media_both_ways(&mut c, caller, agent);
+    c.finish(call, &reports(&[caller, agent]));
+}
+
+#[test]
+fn agent_hangs_up_first() {
+    let _shared = timing_shared();
+    let (call, caller, agent) = one_call(
+        Transport::Udp,
+        false,
+        "daemon_uac_wait_bye.xml",
+        "daemon_uas_bye.xml",
+    );
+    check_hangup(&call, "agent", &caller, &agent);
+}
+
+#[test]
+fn caller_hangs_up_first() {
+    let _shared = timing_shared();
+    let (call, caller, agent) = one_call(
+        Transport::Udp,
+        false,
+        "daemon_uac.xml",
+        "daemon_uas_answer.xml",
+    );
+    check_hangup(&call, "caller", &caller, &agent);
+}
+
+// ---------------------------------------------------------------------------------------
+// TCP
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn tcp_caller_call_is_answered_and_the_caller_hangs_up() {
+    let _shared = timing_shared();
+    let (call, caller, agent) = one_call(
+        Transport::Tcp,
+        false,
+        "daemon_uac.xml",
+        "daemon_uas_answer.xml",
+    );
+    check_hangup(&call, "caller", &caller, &agent);
+}
+
+#[test]
+fn tcp_caller_gets_the_bye_when_the_agent_hangs_up() {
+    let _shared = timing_shared();
+    let (call, caller, agent) = one_call(
+        Transport::Tcp,
+        false,
+        "daemon_uac_wait_bye.xml",
+        "daemon_uas_bye.xml",
+    );
+    check_hangup(&call, "agent", &caller, &agent);
+}
+
+#[test]
+fn agent_with_a_tcp_contact_is_called_over_tcp() {
+    let _shared = timing_shared();
+    let (call, caller, agent) = one_call(
+        Transport::Udp,
+        true,
+        "daemon_uac.xml",
+        "daemon_uas_answer.xml",
+    );
+    check_hangup(&call, "caller", &caller, &agent);
+}

@@ -1,0 +1,139 @@
+//! Agents registering to `threering serve` with digest authentication (SIPp's
+//! `[authentication]`, MD5 qop=auth): right password 200, wrong password 403, and an agent
+//! with only a password (no fixed contact) is rung at the Contact it registered.
+//!
+//! Needs SIPp 3.6 (`apt-get install sip-tester`); without it these tests fail, on purpose.
+
+mod daemon_common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use daemon_common::{
+    assert_all_ok, attempts, free_port, reports, timing_shared, AgentSpec, Checks, Daemon,
+    DaemonSpec, PortBlock, QueueSpec, Sipp, SCENARIO_DIR,
+};
+
+/// Agent 1001 registers with password "pw1001" (the scenarios carry it); no fixed contact.
+fn registering_daemon(ports: &Arc<PortBlock>) -> Daemon {
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::registering("1001", "pw1001")],
+        vec![QueueSpec::consult("longest-idle", &["1001"])],
+    );
+    Daemon::start_with_ports(&spec, Arc::clone(ports))
+}
+
+#[test]
+fn register_with_the_right_password_gets_200() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let daemon = registering_daemon(&ports);
+    let run = Sipp::client(
+        "REGISTER 1001, right password",
+        "daemon_register_ok.xml",
+        daemon.sip_addr(),
+        &ports,
+    )
+    .timeout(Duration::from_secs(15))
+    .run();
+    assert_all_ok(
+        &[&run],
+        "REGISTER -> 401 -> REGISTER with credentials -> 200 expected",
+    );
+}
+
+#[test]
+fn register_with_a_wrong_password_gets_403() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let daemon = registering_daemon(&ports);
+    let run = Sipp::client(
+        "REGISTER 1001, wrong password",
+        "daemon_register_wrong.xml",
+        daemon.sip_addr(),
+        &ports,
+    )
+    .timeout(Duration::from_secs(15))
+    .run();
+    assert_all_ok(
+        &[&run],
+        "REGISTER -> 401 -> REGISTER with a wrong password -> 403 expected",
+    );
+}
+
+#[test]
+fn a_registered_agent_is_rung_at_its_registered_contact() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let daemon = registering_daemon(&ports);
+
+    // One SIPp process on port P: REGISTER with Contact sip:1001@127.0.0.1:P, then (out of
+    // call) take the INVITE the daemon sends there: 180, 300 ms, 200, ACK, BYE.
+    let agent_port = free_port();
+    let flag_dir = tempfile::TempDir::new().expect("temp dir for the registered flag");
+    let flag = flag_dir.path().join("registered");
+    let ooc = Path::new(SCENARIO_DIR).join("daemon_uas_answer.xml");
+    let mut agent = Sipp::client(
+        "agent 1001 (registers, then takes the call)",
+        "daemon_register_agent.xml",
+        daemon.sip_addr(),
+        &ports,
+    )
+    .local_port(agent_port)
+    .pause_ms(300)
+    .key("registered_flag", &flag.display().to_string())
+    .arg("-oocsf")
+    .arg(&ooc.display().to_string())
+    .spawn();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flag.exists() {
+        if !agent.running() || Instant::now() >= deadline {
+            let outcome = agent.wait_at_most(Duration::from_secs(1));
+            panic!(
+                "the agent did not complete its REGISTER (401, then 200) within 10 s\n{}",
+                outcome.report
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
+        .pause_ms(1000)
+        .run();
+    // The registering scenario stays up 6 s after its 200, then ends.
+    let agent = agent.wait_at_most(Duration::from_secs(20));
+    assert_all_ok(
+        &[&caller, &agent],
+        "the call to the queue must reach the agent at the Contact it registered",
+    );
+
+    let invite_line = agent
+        .messages
+        .lines()
+        .find(|l| l.starts_with("INVITE "))
+        .unwrap_or("")
+        .to_string();
+    let call = daemon.the_one_call();
+    let mut c = Checks::new();
+    c.that(
+        invite_line.contains(&format!("127.0.0.1:{agent_port}")),
+        format!(
+            "the agent's SIPp (port {agent_port}) should have received an INVITE for its \
+             registered Contact; first INVITE line it got: {invite_line:?}"
+        ),
+    );
+    c.str_eq(&call, "outcome", "answered");
+    c.str_eq(&call, "agent", "1001");
+    let list: Vec<(String, String)> = attempts(&call)
+        .into_iter()
+        .map(|(a, o, _)| (a, o))
+        .collect();
+    c.that(
+        list == vec![("1001".to_string(), "answered".to_string())],
+        format!("attempts: expected [1001 answered], got {list:?}"),
+    );
+    c.finish(&call, &reports(&[&caller, &agent]));
+}
