@@ -208,6 +208,10 @@ pub struct QueueConfig {
     /// Ring-no-answers in a row after which the agent is paused (0 = never).
     #[serde(default = "default_auto_pause_after")]
     pub auto_pause_after: u32,
+    /// After an agent answers busy, rejects, or cannot be reached, it is not rung again
+    /// for this long (without it, a busy phone would be re-rung in a tight loop).
+    #[serde(default = "default_retry_ms")]
+    pub retry_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -294,6 +298,10 @@ fn default_max_wait_ms() -> u64 {
 fn default_wrap_up_ms() -> u64 {
     5000
 }
+fn default_retry_ms() -> u64 {
+    5000
+}
+
 fn default_auto_pause_after() -> u32 {
     3
 }

@@ -367,6 +367,43 @@ fn no_agent_answering_gives_the_caller_480_after_max_wait() {
     c.finish(&call, &reports(&[&caller, &agent]));
 }
 
+/// A lone agent that answers busy every time is not re-rung in a loop: it rests for
+/// `retry_ms` between attempts, and the caller gets 480 after `max_wait_ms`.
+#[test]
+fn a_busy_agent_is_retried_only_after_retry_ms() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let agent_port = free_port();
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", agent_port)],
+        vec![QueueSpec::consult("longest-idle", &["1001"])
+            .max_wait_ms(3000)
+            .retry_ms(1000)],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    let agent = Sipp::agent(
+        "agent 1001 (always busy)",
+        "daemon_uas_busy.xml",
+        agent_port,
+        &ports,
+    )
+    .calls(20)
+    .spawn();
+    let caller = Sipp::caller("daemon_uac_480.xml", daemon.sip_addr(), &ports).run();
+    let agent = agent.kill();
+    assert_all_ok(&[&caller], &agent.report);
+    let call = daemon.the_one_call();
+    let mut c = Checks::new();
+    c.str_eq(&call, "outcome", "no_agent");
+    let list = attempt_pairs(&call);
+    // Busy at 0 s, then at about 1 s and 2 s: three attempts (four at most with timing slack).
+    c.that(
+        (2..=4).contains(&list.len()) && list.iter().all(|(a, o)| a == "1001" && o == "busy"),
+        format!("attempts: expected 2-4 busy attempts of 1001, got {list:?}"),
+    );
+    c.finish(&call, &reports(&[&caller, &agent]));
+}
+
 // ---------------------------------------------------------------------------------------
 // Who hangs up
 // ---------------------------------------------------------------------------------------

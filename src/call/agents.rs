@@ -15,6 +15,8 @@ pub enum AgentState {
     WrapUp(Instant),
     /// Taken out of routing (auto-pause after missed calls, or by a supervisor later).
     Paused,
+    /// Answered busy, rejected or was unreachable: not rung again until the instant given.
+    Backoff(Instant),
 }
 
 #[derive(Debug, Clone)]
@@ -76,7 +78,7 @@ impl AgentBoard {
             a.reachable()
                 && match a.state {
                     AgentState::Available => true,
-                    AgentState::WrapUp(until) => until <= now,
+                    AgentState::WrapUp(until) | AgentState::Backoff(until) => until <= now,
                     _ => false,
                 }
         })
@@ -111,6 +113,15 @@ impl AgentBoard {
         }
     }
 
+    /// Keeps an agent that refused or could not be reached out of routing for a while.
+    pub fn back_off(&mut self, id: &str, until: Instant) {
+        if let Some(a) = self.agents.get_mut(id) {
+            if a.state == AgentState::Available {
+                a.state = AgentState::Backoff(until);
+            }
+        }
+    }
+
     pub fn answered(&mut self, id: &str) {
         if let Some(a) = self.agents.get_mut(id) {
             a.state = AgentState::OnCall;
@@ -139,7 +150,7 @@ impl AgentBoard {
     pub fn set_paused(&mut self, id: &str, paused: bool) {
         if let Some(a) = self.agents.get_mut(id) {
             match (paused, a.state) {
-                (true, AgentState::Available | AgentState::WrapUp(_)) => {
+                (true, AgentState::Available | AgentState::WrapUp(_) | AgentState::Backoff(_)) => {
                     a.state = AgentState::Paused
                 }
                 (false, AgentState::Paused) => {

@@ -617,6 +617,14 @@ impl Controller {
                 .map_or(0, |q| q.auto_pause_after);
             self.board
                 .attempt_failed(&agent, outcome == AttemptOutcome::NoAnswer, pause_after);
+            if matches!(
+                outcome,
+                AttemptOutcome::Busy | AttemptOutcome::Rejected | AttemptOutcome::Failed
+            ) {
+                let retry = self.config.queue(&call.queue).map_or(5000, |q| q.retry_ms);
+                self.board
+                    .back_off(&agent, Instant::now() + Duration::from_millis(retry));
+            }
             tracing::info!(call = %call.record.id, %agent, status, outcome = outcome.as_str(), "agent attempt failed");
         }
         self.route(key).await;
@@ -728,6 +736,9 @@ impl Controller {
             let agent = attempt.agent.clone();
             tracing::warn!(call = %call.record.id, %agent, "agent unreachable");
             self.board.attempt_failed(&agent, false, 0);
+            let retry = self.config.queue(&call.queue).map_or(5000, |q| q.retry_ms);
+            self.board
+                .back_off(&agent, Instant::now() + Duration::from_millis(retry));
         }
         self.route(key).await;
     }

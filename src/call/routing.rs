@@ -164,6 +164,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn busy_agent_backs_off_until_retry() {
+        let now = Instant::now();
+        let mut b = board(now);
+        b.ringing("a");
+        b.attempt_failed("a", false, 3);
+        b.back_off("a", now + Duration::from_secs(5));
+        assert!(!b.is_available("a", now));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(b.is_available("a", Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn auto_pause_after_misses() {
         let now = Instant::now();
         let mut b = board(now);

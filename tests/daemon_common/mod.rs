@@ -284,6 +284,8 @@ pub struct QueueSpec {
     pub ring_timeout_ms: u64,
     pub max_wait_ms: u64,
     pub wrap_up_ms: u64,
+    /// Written only when set (the daemon's default applies otherwise).
+    pub retry_ms: Option<u64>,
 }
 
 impl QueueSpec {
@@ -297,6 +299,7 @@ impl QueueSpec {
             ring_timeout_ms: 15_000,
             max_wait_ms: 120_000,
             wrap_up_ms: 0,
+            retry_ms: None,
         }
     }
 
@@ -307,6 +310,11 @@ impl QueueSpec {
 
     pub fn max_wait_ms(mut self, ms: u64) -> Self {
         self.max_wait_ms = ms;
+        self
+    }
+
+    pub fn retry_ms(mut self, ms: u64) -> Self {
+        self.retry_ms = Some(ms);
         self
     }
 }
@@ -412,6 +420,9 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
         let _ = writeln!(t, "agents = {}", toml_list(&q.agents));
         let _ = writeln!(t, "ring_timeout_ms = {}", q.ring_timeout_ms);
         let _ = writeln!(t, "max_wait_ms = {}", q.max_wait_ms);
+        if let Some(retry) = q.retry_ms {
+            let _ = writeln!(t, "retry_ms = {retry}");
+        }
         let _ = writeln!(t, "wrap_up_ms = {}", q.wrap_up_ms);
     }
     t
