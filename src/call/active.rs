@@ -115,6 +115,18 @@ pub struct Call {
 }
 
 impl Call {
+    /// Closes every attempt still ringing as cancelled; returns them for CANCEL.
+    pub fn close_open_attempts(&mut self) -> Vec<(ClientTx, String)> {
+        self.attempts
+            .iter_mut()
+            .filter(|a| a.open)
+            .map(|a| {
+                a.finish(AttemptOutcome::Cancelled, None);
+                (a.tx, a.agent.clone())
+            })
+            .collect()
+    }
+
     pub fn ringing_attempts(&self) -> usize {
         self.attempts.iter().filter(|a| a.open).count()
     }

@@ -672,15 +672,7 @@ impl Controller {
         call.record.agent = Some(agent.clone());
         call.record.outcome = CallOutcome::Answered;
         // Cancel everyone else still ringing for this call.
-        let losers: Vec<(ClientTx, String)> = call
-            .attempts
-            .iter_mut()
-            .filter(|a| a.open)
-            .map(|a| {
-                a.finish(AttemptOutcome::Cancelled, None);
-                (a.tx, a.agent.clone())
-            })
-            .collect();
+        let losers = call.close_open_attempts();
         // Media: the agent's answer tells where its RTP goes; the caller gets the
         // same answer anchored on our caller-facing port.
         let agent_sdp = std::str::from_utf8(&resp.body)
@@ -716,11 +708,17 @@ impl Controller {
         tracing::info!(call = %record.id, %agent, rings = record.rings, caller_ring_ms = record.caller_ring_ms, "answered");
         crate::metrics::agent_answered(&queue, &agent, ring_s, violation);
         self.board.answered(&agent);
-        for (tx, agent) in losers {
+        self.cancel_attempts(losers).await;
+        self.store.save(record).await;
+    }
+
+    /// Sends CANCEL for attempts closed by `Call::close_open_attempts` and frees their
+    /// agents.
+    async fn cancel_attempts(&mut self, attempts: Vec<(ClientTx, String)>) {
+        for (tx, agent) in attempts {
             let _ = self.endpoint.cancel(tx).await;
             self.board.attempt_failed(&agent, false, 0);
         }
-        self.store.save(record).await;
     }
 
     /// An agent INVITE got no response at all (or the transport failed).
@@ -797,19 +795,8 @@ impl Controller {
                     .config
                     .queue(&call.queue)
                     .and_then(|q| q.overflow.clone());
-                let ringing: Vec<(ClientTx, String)> = call
-                    .attempts
-                    .iter_mut()
-                    .filter(|a| a.open)
-                    .map(|a| {
-                        a.finish(AttemptOutcome::Cancelled, None);
-                        (a.tx, a.agent.clone())
-                    })
-                    .collect();
-                for (tx, agent) in ringing {
-                    let _ = self.endpoint.cancel(tx).await;
-                    self.board.attempt_failed(&agent, false, 0);
-                }
+                let ringing = call.close_open_attempts();
+                self.cancel_attempts(ringing).await;
                 let call = self.calls.get_mut(&key).expect("present");
                 match overflow.and_then(|o| self.config.queue(&o).cloned()) {
                     Some(next) => {
@@ -853,19 +840,8 @@ impl Controller {
         if call.phase != Phase::Routing {
             return;
         }
-        let ringing: Vec<(ClientTx, String)> = call
-            .attempts
-            .iter_mut()
-            .filter(|a| a.open)
-            .map(|a| {
-                a.finish(AttemptOutcome::Cancelled, None);
-                (a.tx, a.agent.clone())
-            })
-            .collect();
-        for (tx, agent) in ringing {
-            let _ = self.endpoint.cancel(tx).await;
-            self.board.attempt_failed(&agent, false, 0);
-        }
+        let ringing = call.close_open_attempts();
+        self.cancel_attempts(ringing).await;
         self.end_call(key, CallOutcome::Abandoned, HangupSide::Caller)
             .await;
     }
@@ -1112,14 +1088,12 @@ impl Controller {
                         let tx = call.caller_tx;
                         self.respond(tx, resp).await;
                     }
-                    let ringing: Vec<ClientTx> = self
+                    let ringing = self
                         .calls
-                        .get(&key)
-                        .map(|c| c.attempts.iter().filter(|a| a.open).map(|a| a.tx).collect())
+                        .get_mut(&key)
+                        .map(Call::close_open_attempts)
                         .unwrap_or_default();
-                    for tx in ringing {
-                        let _ = self.endpoint.cancel(tx).await;
-                    }
+                    self.cancel_attempts(ringing).await;
                     self.end_call(key, CallOutcome::Rejected, HangupSide::System)
                         .await;
                 }

@@ -60,6 +60,15 @@ impl Default for Capabilities {
 }
 
 impl Capabilities {
+    /// The body types accepted, as an Accept header value.
+    pub fn accept_header(&self) -> String {
+        self.accepted_bodies
+            .iter()
+            .map(|(k, s)| format!("{k}/{s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn allow_header(&self) -> String {
         self.allowed
             .iter()
@@ -128,12 +137,7 @@ pub fn check_request(req: &Request, caps: &Capabilities) -> Result<(), Rejection
             .content_type()
             .is_some_and(|ct| caps.accepted_bodies.iter().any(|(k, s)| ct.is(k, s)));
         if !accepted {
-            let accept = caps
-                .accepted_bodies
-                .iter()
-                .map(|(k, s)| format!("{k}/{s}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let accept = caps.accept_header();
             return Err(
                 Rejection::new(415, "Unsupported Media Type").with(HeaderName::Accept, accept)
             );
@@ -151,12 +155,7 @@ pub fn check_request(req: &Request, caps: &Capabilities) -> Result<(), Rejection
                 .iter()
                 .any(|r| caps.accepted_bodies.iter().any(|(k, s)| r.admits(k, s)))
         {
-            let accept = caps
-                .accepted_bodies
-                .iter()
-                .map(|(k, s)| format!("{k}/{s}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let accept = caps.accept_header();
             return Err(Rejection::new(406, "Not Acceptable").with(HeaderName::Accept, accept));
         }
     }

@@ -300,13 +300,7 @@ impl Core {
             return self.respond(ServerTx(id), resp);
         }
         if self.transaction_count() > self.config.max_transactions {
-            let mut resp = response_to(
-                &entry.request,
-                503,
-                Some("Service Unavailable: overloaded"),
-                Some(&entry.to_tag),
-            );
-            resp.headers.push(HeaderName::RetryAfter, "5");
+            let resp = overloaded(&entry.request, &entry.to_tag);
             return self.respond(ServerTx(id), resp);
         }
         let event = Event::Request {
@@ -317,13 +311,7 @@ impl Core {
         if let Err(mpsc::error::TrySendError::Full(_)) | Err(mpsc::error::TrySendError::Closed(_)) =
             self.events.try_send(event)
         {
-            let mut resp = response_to(
-                &entry.request,
-                503,
-                Some("Service Unavailable: overloaded"),
-                Some(&entry.to_tag),
-            );
-            resp.headers.push(HeaderName::RetryAfter, "5");
+            let resp = overloaded(&entry.request, &entry.to_tag);
             self.respond(ServerTx(id), resp);
         }
     }
@@ -906,6 +894,18 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// 503 with Retry-After, for requests past a limit.
+fn overloaded(req: &Request, to_tag: &str) -> Response {
+    let mut resp = response_to(
+        req,
+        503,
+        Some("Service Unavailable: overloaded"),
+        Some(to_tag),
+    );
+    resp.headers.push(HeaderName::RetryAfter, "5");
+    resp
 }
 
 fn ensure_to_tag(resp: &mut Response, tag: &str) {
