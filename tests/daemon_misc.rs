@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use daemon_common::{
     assert_all_ok, check_config, check_options_ok, config_toml, free_port, http_get,
-    invite_request, reports, response_code, show_bytes, torture_files, udp_final_response,
+    invite_request, parse_response, reports, show_bytes, torture_files, udp_final_response,
     udp_recv, udp_socket, unique_token, AgentSpec, Checks, Daemon, DaemonSpec, Placement,
-    PortBlock, QueueSpec, Sipp, SippRun, QUEUE_NUMBER, TORTURE_DIR,
+    PortBlock, QueueSpec, Sipp, SippRun, Transport, QUEUE_NUMBER, TORTURE_DIR,
 };
 
 fn one_agent_spec(agent_port: u16) -> DaemonSpec {
@@ -128,7 +128,7 @@ fn rfc4475_torture_messages_over_udp_then_options_and_a_call_still_work() {
             Expect::Nothing => Duration::from_secs(1),
             _ => Duration::from_secs(2),
         };
-        let first = udp_recv(&socket, wait);
+        let first = udp_recv(&socket, wait).map(|(data, _)| data);
         kept.push(socket);
         let verdict = match (expect, &first) {
             (Expect::Nothing, None) => Ok(()),
@@ -139,11 +139,11 @@ fn rfc4475_torture_messages_over_udp_then_options_and_a_call_still_work() {
             (_, None) => Err(format!(
                 "expected {expect:?}, got no response within {wait:?}"
             )),
-            (Expect::Status(want), Some(got)) => match response_code(got) {
-                Some(code) if code == want => Ok(()),
+            (Expect::Status(want), Some(got)) => match parse_response(got) {
+                Some(resp) if resp.code == want => Ok(()),
                 _ => Err(format!("expected {want}, got {}", show_bytes(got, 200))),
             },
-            (Expect::AnyResponse, Some(got)) => match response_code(got) {
+            (Expect::AnyResponse, Some(got)) => match parse_response(got) {
                 Some(_) => Ok(()),
                 None => Err(format!(
                     "expected a SIP response, got {}",
@@ -154,7 +154,7 @@ fn rfc4475_torture_messages_over_udp_then_options_and_a_call_still_work() {
         if let Err(e) = verdict {
             problems.push(format!("{name}: {e}"));
         }
-        if let Err(e) = check_options_ok(target) {
+        if let Err(e) = check_options_ok(Transport::Udp, target) {
             problems.push(format!("after {name}: {e}"));
         }
     }
@@ -432,7 +432,7 @@ fn sigterm_refuses_new_invites_with_503_while_draining() {
         |b| show_bytes(b, 400),
     );
     assert!(
-        answer.as_deref().and_then(response_code) == Some(503),
+        answer.as_deref().and_then(parse_response).map(|r| r.code) == Some(503),
         "{}",
         daemon.report(&format!(
             "a new INVITE while draining after SIGTERM must get 503; got: {shown}\n{}",

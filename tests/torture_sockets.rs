@@ -8,15 +8,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    check_options_ok, parse_response, show_bytes, tcp_exchange, udp_exchange, udp_socket, SipEcho,
-    SipResponse, Transport,
+    check_options_ok, parse_response, show_bytes, tcp_exchange, torture_files, udp_exchange,
+    udp_socket, SipEcho, SipResponse, Transport, TORTURE_DIR,
 };
-
-const TORTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475");
 
 /// The first response expected for a torture message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,23 +141,6 @@ const UDP_SILENCE: Duration = Duration::from_secs(1);
 const UDP_WAIT: Duration = Duration::from_secs(2);
 /// TCP: read until EOF or this long (or until a first response head is complete).
 const TCP_WAIT: Duration = Duration::from_secs(2);
-
-fn torture_files() -> Vec<PathBuf> {
-    let dir = Path::new(TORTURE_DIR);
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read the torture corpus {}: {e}", dir.display()))
-        .map(|entry| entry.expect("read_dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dat"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 50,
-        "expected the 50 RFC 4475 .dat files in {}, found {}",
-        dir.display(),
-        files.len()
-    );
-    files
-}
 
 fn file_name(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()

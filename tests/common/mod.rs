@@ -5,6 +5,10 @@
 //! Everything here talks to 127.0.0.1 only, and every wait is bounded.
 //! Each test binary uses a different subset of these helpers.
 //!
+//! `tests/daemon_common/mod.rs` includes this module too and re-exports the helpers it
+//! shares with the daemon tests (ports, text, SIPp binary and statistics, raw SIP over
+//! UDP, the OPTIONS probe, the torture corpus), so each of those exists only here.
+//!
 //! Debugging aids: sip-echo inherits the environment (THREERING_LOG=debug makes it log
 //! more; its stderr is shown when a test fails), and THREERING_SIPP_ARGS adds arguments
 //! to every SIPp run (e.g. "-trace_msg -message_file /tmp/sipp.msg").
@@ -30,6 +34,9 @@ pub const THREERING: &str = env!("CARGO_BIN_EXE_threering");
 
 /// Where the SIPp scenarios of these tests live.
 pub const SCENARIO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp");
+
+/// The RFC 4475 torture messages (`*.dat`).
+pub const TORTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475");
 
 /// How long sip-echo may take to print its `listening` lines.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,7 +109,7 @@ pub fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-fn read_lossy(path: &Path) -> String {
+pub fn read_lossy(path: &Path) -> String {
     match fs::read(path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) => format!("<cannot read {}: {e}>", path.display()),
@@ -134,6 +141,28 @@ static UNIQUE: AtomicU64 = AtomicU64::new(1);
 pub fn unique_token() -> String {
     let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
     format!("{}x{n}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------------------
+// The RFC 4475 torture corpus
+// ---------------------------------------------------------------------------------------
+
+/// The torture corpus (`TORTURE_DIR/*.dat`), sorted; fails unless all 50 files are there.
+pub fn torture_files() -> Vec<PathBuf> {
+    let dir = Path::new(TORTURE_DIR);
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read the torture corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("read_dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dat"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 50,
+        "expected the 50 RFC 4475 .dat files in {}, found {}",
+        dir.display(),
+        files.len()
+    );
+    files
 }
 
 // ---------------------------------------------------------------------------------------
@@ -417,10 +446,157 @@ pub fn sipp_binary() -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "SIPp is not installed (no `sipp` on PATH nor /usr/bin/sipp). These tests need \
-                 SIPp 3.6 (Debian package `sip-tester`: apt-get install -y sip-tester); they fail \
-                 rather than skip without it."
+                 SIPp 3.6 with pcap play (Debian package `sip-tester`: apt-get install -y \
+                 sip-tester); they fail rather than skip without it."
             )
         })
+}
+
+/// The files of one SIPp run, in a temp dir of its own that is also SIPp's working
+/// directory (removed on drop).
+pub struct SippFiles {
+    /// `-trace_stat` CSV.
+    pub stat: PathBuf,
+    /// `-trace_screen`.
+    pub screen: PathBuf,
+    /// `-trace_err`.
+    pub errors: PathBuf,
+    /// SIPp's stdout and stderr.
+    pub out: PathBuf,
+    dir: TempDir,
+}
+
+impl SippFiles {
+    pub fn new() -> SippFiles {
+        let dir = TempDir::new().expect("temp dir for SIPp files");
+        SippFiles {
+            stat: dir.path().join("stat.csv"),
+            screen: dir.path().join("screen.log"),
+            errors: dir.path().join("errors.log"),
+            out: dir.path().join("sipp.out"),
+            dir,
+        }
+    }
+
+    /// Another file in the same directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The options every run shares: the scenario, `-m calls`, one `transport` socket on
+    /// 127.0.0.1:`local_port`, giving up (failing) after `timeout_s`, no stdin, and the
+    /// statistics, screen and error files. The remote host, if any, goes before these.
+    pub fn args(
+        &self,
+        scenario: &Path,
+        calls: u32,
+        transport: Transport,
+        local_port: u16,
+        timeout_s: u64,
+    ) -> Vec<String> {
+        vec![
+            "-sf".into(),
+            scenario.display().to_string(),
+            "-m".into(),
+            calls.to_string(),
+            "-t".into(),
+            transport.sipp_flag().into(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            local_port.to_string(),
+            "-timeout".into(),
+            format!("{timeout_s}s"),
+            "-timeout_error".into(),
+            "-nostdin".into(),
+            "-trace_stat".into(),
+            "-stf".into(),
+            self.stat.display().to_string(),
+            "-trace_screen".into(),
+            "-screen_file".into(),
+            self.screen.display().to_string(),
+            "-trace_err".into(),
+            "-error_file".into(),
+            self.errors.display().to_string(),
+        ]
+    }
+
+    /// Starts `sipp` with `args` in this directory, stdout and stderr to [`SippFiles::out`].
+    pub fn spawn(&self, sipp: &Path, args: &[String]) -> Child {
+        let out = File::create(&self.out).expect("create the SIPp output file");
+        let err = out.try_clone().expect("clone the SIPp output file handle");
+        Command::new(sipp)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipp.display()))
+    }
+
+    /// The statistics file, parsed.
+    pub fn stats(&self) -> Result<SippStats, String> {
+        parse_sipp_stats(&fs::read_to_string(&self.stat).unwrap_or_default())
+    }
+
+    /// Appends the tails of the screen and the error log (`max` bytes each; the error log
+    /// only if SIPp wrote one) and of the output (`max / 2`) to `report`.
+    pub fn write_logs(&self, report: &mut String, max: usize) {
+        let _ = writeln!(
+            report,
+            "--- screen (tail):\n{}",
+            tail(&read_lossy(&self.screen), max)
+        );
+        if self.errors.exists() {
+            let _ = writeln!(
+                report,
+                "--- error log (tail):\n{}",
+                tail(&read_lossy(&self.errors), max)
+            );
+        }
+        let _ = writeln!(
+            report,
+            "--- output (tail):\n{}",
+            tail(&read_lossy(&self.out), max / 2)
+        );
+    }
+}
+
+impl Default for SippFiles {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends the final counters and every non-zero failure counter to `report`, or why the
+/// statistics are unusable.
+pub fn write_stats(report: &mut String, stats: &Result<SippStats, String>) {
+    match stats {
+        Ok(s) => {
+            let _ = writeln!(
+                report,
+                "--- SuccessfulCall(C)={} FailedCall(C)={} Retransmissions(C)={}",
+                s.successful, s.failed, s.retransmissions
+            );
+            let mut failures: Vec<_> = s
+                .columns
+                .iter()
+                .filter(|(k, v)| {
+                    (k.starts_with("Failed") || k.starts_with("DeadCall"))
+                        && k.ends_with("(C)")
+                        && v.trim() != "0"
+                })
+                .collect();
+            failures.sort();
+            for (k, v) in failures {
+                let _ = writeln!(report, "    {k}={v}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(report, "--- statistics: {e}");
+        }
+    }
 }
 
 /// One SIPp run (SIPp is the UAC, the target the UAS).
@@ -505,59 +681,25 @@ impl Sipp {
     /// it, the process is killed 30 s later and the test fails.
     pub fn run(&self) -> SippOutcome {
         let sipp = sipp_binary();
-        let dir = TempDir::new().expect("temp dir for SIPp files");
-        let stat = dir.path().join("stat.csv");
-        let screen = dir.path().join("screen.log");
-        let errors = dir.path().join("errors.log");
-        let out_path = dir.path().join("sipp.out");
-        let local_port = free_port();
+        let files = SippFiles::new();
         let timeout_s = self.timeout.as_secs().max(1);
 
-        let mut args: Vec<String> = vec![
-            self.target.to_string(),
-            "-sf".into(),
-            self.scenario.display().to_string(),
-            "-m".into(),
-            self.calls.to_string(),
-            "-r".into(),
-            self.rate.to_string(),
-            "-t".into(),
-            self.transport.sipp_flag().into(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            local_port.to_string(),
-            "-timeout".into(),
-            format!("{timeout_s}s"),
-            "-timeout_error".into(),
-            "-nostdin".into(),
-            "-trace_stat".into(),
-            "-stf".into(),
-            stat.display().to_string(),
-            "-trace_screen".into(),
-            "-screen_file".into(),
-            screen.display().to_string(),
-            "-trace_err".into(),
-            "-error_file".into(),
-            errors.display().to_string(),
-        ];
+        let mut args = vec![self.target.to_string()];
+        args.extend(files.args(
+            &self.scenario,
+            self.calls,
+            self.transport,
+            free_port(),
+            timeout_s,
+        ));
+        args.extend(["-r".into(), self.rate.to_string()]);
         args.extend(self.extra.iter().cloned());
         // Debugging aid, e.g. THREERING_SIPP_ARGS="-trace_msg -message_file /tmp/sipp.msg"
         if let Ok(more) = std::env::var("THREERING_SIPP_ARGS") {
             args.extend(more.split_whitespace().map(str::to_string));
         }
 
-        let out = File::create(&out_path).expect("create SIPp output file");
-        let err = out.try_clone().expect("clone SIPp output file handle");
-        let mut child = Command::new(&sipp)
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipp.display()));
-
+        let mut child = files.spawn(&sipp, &args);
         let deadline = Instant::now() + Duration::from_secs(timeout_s + 30);
         let status = loop {
             match child.try_wait() {
@@ -571,61 +713,19 @@ impl Sipp {
                          --- command: {} {}\n--- output:\n{}",
                         sipp.display(),
                         args.join(" "),
-                        tail(&read_lossy(&out_path), 8192)
+                        tail(&read_lossy(&files.out), 8192)
                     );
                 }
                 Err(e) => panic!("waiting for SIPp: {e}"),
             }
         };
 
-        let stats_text = fs::read_to_string(&stat).unwrap_or_default();
-        let parsed = parse_sipp_stats(&stats_text);
-
+        let parsed = files.stats();
         let mut report = String::new();
         let _ = writeln!(report, "--- command: {} {}", sipp.display(), args.join(" "));
         let _ = writeln!(report, "--- exit status: {status}");
-        match &parsed {
-            Ok(s) => {
-                let _ = writeln!(
-                    report,
-                    "--- SuccessfulCall(C)={} FailedCall(C)={} Retransmissions(C)={}",
-                    s.successful, s.failed, s.retransmissions
-                );
-                let mut failures: Vec<_> = s
-                    .columns
-                    .iter()
-                    .filter(|(k, v)| {
-                        (k.starts_with("Failed") || k.starts_with("DeadCall"))
-                            && k.ends_with("(C)")
-                            && v.trim() != "0"
-                    })
-                    .collect();
-                failures.sort();
-                for (k, v) in failures {
-                    let _ = writeln!(report, "    {k}={v}");
-                }
-            }
-            Err(e) => {
-                let _ = writeln!(report, "--- statistics: {e}");
-            }
-        }
-        let _ = writeln!(
-            report,
-            "--- screen (tail):\n{}",
-            tail(&read_lossy(&screen), 6000)
-        );
-        if errors.exists() {
-            let _ = writeln!(
-                report,
-                "--- error log (tail):\n{}",
-                tail(&read_lossy(&errors), 6000)
-            );
-        }
-        let _ = writeln!(
-            report,
-            "--- output (tail):\n{}",
-            tail(&read_lossy(&out_path), 3000)
-        );
+        write_stats(&mut report, &parsed);
+        files.write_logs(&mut report, 6000);
 
         let stats = parsed.unwrap_or_else(|e| panic!("SIPp statistics unusable: {e}\n{report}"));
         SippOutcome {
@@ -720,7 +820,7 @@ fn compact_form(name: &str) -> Option<&'static str> {
 }
 
 /// The end of the header block (index just past the empty line), if complete.
-fn head_end(bytes: &[u8]) -> Option<usize> {
+pub fn head_end(bytes: &[u8]) -> Option<usize> {
     bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -791,6 +891,21 @@ pub fn udp_recv(socket: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAd
             }
             // e.g. ECONNREFUSED from an ICMP error: keep listening until the deadline.
             Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Waits up to `wait` for the first datagram that is not a provisional (1xx) response;
+/// provisional ones are skipped. Returns its bytes (a final response, or whatever else
+/// came that is not a provisional).
+pub fn udp_final_response(socket: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (data, _) = udp_recv(socket, left)?;
+        match parse_response(&data) {
+            Some(resp) if resp.code < 200 => continue,
+            _ => return Some(data),
         }
     }
 }
@@ -924,24 +1039,17 @@ pub fn options_probe(transport: Transport, target: SocketAddr) -> Result<SipResp
             socket
                 .send_to(msg.as_bytes(), target)
                 .map_err(|e| format!("OPTIONS send over UDP: {e}"))?;
-            let deadline = Instant::now() + PROBE_WAIT;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let Some((data, _)) = udp_recv(&socket, left) else {
-                    return Err(format!(
-                        "no final response to OPTIONS over UDP within {PROBE_WAIT:?}"
-                    ));
-                };
-                match parse_response(&data) {
-                    Some(resp) if resp.code < 200 => continue,
-                    Some(resp) => return check(resp),
-                    None => {
-                        return Err(format!(
-                            "OPTIONS over UDP got a non-response: {}",
-                            show_bytes(&data, 400)
-                        ))
-                    }
-                }
+            let Some(data) = udp_final_response(&socket, PROBE_WAIT) else {
+                return Err(format!(
+                    "no final response to OPTIONS over UDP within {PROBE_WAIT:?}"
+                ));
+            };
+            match parse_response(&data) {
+                Some(resp) => check(resp),
+                None => Err(format!(
+                    "OPTIONS over UDP got a non-response: {}",
+                    show_bytes(&data, 400)
+                )),
             }
         }
         Transport::Tcp => {

@@ -8,13 +8,17 @@
 //! Debugging aids: the daemon inherits the environment (THREERING_LOG=debug makes it log
 //! more; its stderr is printed when a test fails), and every SIPp run keeps a message trace
 //! whose tail is part of its report.
+//!
+//! The helpers that the sip-echo tests need too (ports, text, the SIPp binary and its
+//! statistics, raw SIP over UDP, the OPTIONS probe, the torture corpus) live once, in
+//! `tests/common/mod.rs`, and are re-exported from here.
 #![allow(dead_code)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,14 +30,17 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-/// The binary under test.
-pub const THREERING: &str = env!("CARGO_BIN_EXE_threering");
+#[path = "../common/mod.rs"]
+mod base;
 
-/// The SIPp scenarios of these tests (`daemon_*.xml`).
-pub const SCENARIO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp");
-
-/// The RFC 4475 torture messages.
-pub const TORTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475");
+use base::{head_end, write_stats, SippFiles};
+// Each test binary uses a different subset of these.
+#[allow(unused_imports)]
+pub use base::{
+    check_options_ok, free_port, loopback, parse_response, parse_sipp_stats, read_lossy,
+    show_bytes, sipp_binary, tail, torture_files, udp_final_response, udp_recv, udp_socket,
+    unique_token, SippStats, Transport, SCENARIO_DIR, THREERING, TORTURE_DIR,
+};
 
 /// The audio SIPp plays (Debian `sip-tester`); the scenarios name it too.
 pub const PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
@@ -67,32 +74,6 @@ pub fn timing_shared() -> RwLockReadGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------
 // Ports
 // ---------------------------------------------------------------------------------------
-
-static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-
-/// A loopback port that was free for both UDP and TCP a moment ago; never handed out twice
-/// by one test process.
-pub fn free_port() -> u16 {
-    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..200 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind UDP 127.0.0.1:0");
-        let port = udp.local_addr().expect("UDP local_addr").port();
-        if handed.contains(&port) {
-            continue;
-        }
-        if let Ok(tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
-            drop(tcp);
-            drop(udp);
-            handed.insert(port);
-            return port;
-        }
-    }
-    panic!("no loopback port free for both UDP and TCP in 200 tries");
-}
-
-pub fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
 
 /// Size of a port block: the daemon's RTP range is the first half, SIPp media the second.
 const BLOCK: u16 = 200;
@@ -162,54 +143,8 @@ impl Default for PortBlock {
 }
 
 // ---------------------------------------------------------------------------------------
-// Text helpers
+// TOML text
 // ---------------------------------------------------------------------------------------
-
-/// The last `max` bytes of `text`, cut at a character boundary.
-pub fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
-pub fn read_lossy(path: &Path) -> String {
-    match fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => format!("<cannot read {}: {e}>", path.display()),
-    }
-}
-
-/// Bytes shown as text: printable ASCII kept, the rest escaped.
-pub fn show_bytes(bytes: &[u8], max: usize) -> String {
-    let mut out = String::new();
-    for &b in bytes.iter().take(max) {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n\n"),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
-    if bytes.len() > max {
-        let _ = write!(out, "... ({} bytes in all)", bytes.len());
-    }
-    out
-}
-
-static UNIQUE: AtomicU64 = AtomicU64::new(1);
-
-/// A token unique within this test process.
-pub fn unique_token() -> String {
-    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
-    format!("{}x{n}", std::process::id())
-}
 
 /// A TOML basic string.
 fn toml_str(s: &str) -> String {
@@ -824,11 +759,9 @@ pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Htt
 }
 
 fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no header block in {}", show_bytes(raw, 300)))?;
-    let head = String::from_utf8_lossy(&raw[..end]);
+    let body_start =
+        head_end(raw).ok_or_else(|| format!("no header block in {}", show_bytes(raw, 300)))?;
+    let head = String::from_utf8_lossy(&raw[..body_start - 4]);
     let mut lines = head.split("\r\n");
     let start = lines.next().unwrap_or_default();
     let mut parts = start.splitn(3, ' ');
@@ -844,7 +777,7 @@ fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
-    let rest = &raw[end + 4..];
+    let rest = &raw[body_start..];
     let chunked = headers.iter().any(|(n, v)| {
         n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
     });
@@ -1125,43 +1058,6 @@ impl Drop for RtpSink {
 // SIPp
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn sipp_flag(self) -> &'static str {
-        match self {
-            Transport::Udp => "u1",
-            Transport::Tcp => "t1",
-        }
-    }
-}
-
-/// The SIPp executable, or a failure that says how to get it. Never a skip: CI installs it.
-pub fn sipp_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("sipp"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin/sipp")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "SIPp is not installed (no `sipp` on PATH nor /usr/bin/sipp). These tests need \
-                 SIPp 3.6 with pcap play (Debian package `sip-tester`: apt-get install -y \
-                 sip-tester); they fail rather than skip without it."
-            )
-        })
-}
-
 /// One SIPp process: a caller (client mode, `target` set) or an agent (server mode).
 /// Every run gets its own `-mp` port from the test's [`PortBlock`] (SIPp binds media
 /// ports even when it plays nothing, and picking them itself races with other SIPps),
@@ -1276,42 +1172,22 @@ impl Sipp {
     /// Starts SIPp (after binding its RTP sink). Agents: returns once SIPp listens.
     pub fn spawn(self) -> SippRun {
         let sipp = sipp_binary();
-        let dir = TempDir::new().expect("temp dir for SIPp files");
-        let stat = dir.path().join("stat.csv");
-        let screen = dir.path().join("screen.log");
-        let errors = dir.path().join("errors.log");
-        let messages = dir.path().join("messages.log");
-        let out_path = dir.path().join("sipp.out");
+        let files = SippFiles::new();
+        let messages = files.path("messages.log");
         let timeout_s = self.timeout.as_secs().max(1);
 
         let mut args: Vec<String> = Vec::new();
         if let Some(target) = self.target {
             args.push(target.to_string());
         }
+        args.extend(files.args(
+            &self.scenario,
+            self.calls,
+            self.transport,
+            self.local_port,
+            timeout_s,
+        ));
         args.extend([
-            "-sf".into(),
-            self.scenario.display().to_string(),
-            "-m".into(),
-            self.calls.to_string(),
-            "-t".into(),
-            self.transport.sipp_flag().into(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            self.local_port.to_string(),
-            "-timeout".into(),
-            format!("{timeout_s}s"),
-            "-timeout_error".into(),
-            "-nostdin".into(),
-            "-trace_stat".into(),
-            "-stf".into(),
-            stat.display().to_string(),
-            "-trace_screen".into(),
-            "-screen_file".into(),
-            screen.display().to_string(),
-            "-trace_err".into(),
-            "-error_file".into(),
-            errors.display().to_string(),
             "-trace_msg".into(),
             "-message_file".into(),
             messages.display().to_string(),
@@ -1332,16 +1208,7 @@ impl Sipp {
         }
         args.extend(self.extra.iter().cloned());
 
-        let out = File::create(&out_path).expect("create the SIPp output file");
-        let err = out.try_clone().expect("clone the SIPp output handle");
-        let child = Command::new(&sipp)
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipp.display()));
+        let child = files.spawn(&sipp, &args);
 
         let mut run = SippRun {
             label: self.label.clone(),
@@ -1355,12 +1222,8 @@ impl Sipp {
                 .map(|p| format!("{p}-1@127.0.0.1")),
             local_port: self.local_port,
             sink,
-            stat,
-            screen,
-            errors,
             messages,
-            out_path,
-            _dir: dir,
+            files,
         };
         if self.target.is_none() {
             run.wait_listening(self.transport);
@@ -1400,12 +1263,9 @@ pub struct SippRun {
     call_id: Option<String>,
     local_port: u16,
     sink: Option<RtpSink>,
-    stat: PathBuf,
-    screen: PathBuf,
-    errors: PathBuf,
+    /// `-trace_msg`.
     messages: PathBuf,
-    out_path: PathBuf,
-    _dir: TempDir,
+    files: SippFiles,
 }
 
 impl SippRun {
@@ -1497,7 +1357,7 @@ impl SippRun {
         if let Some(sink) = &mut self.sink {
             sink.stop();
         }
-        let stats = parse_sipp_stats(&fs::read_to_string(&self.stat).unwrap_or_default());
+        let stats = self.files.stats();
         let messages = read_lossy(&self.messages);
         let (rtp_received, rtp_sources) = match &self.sink {
             Some(s) => (Some(s.rtp_count()), s.sources()),
@@ -1514,55 +1374,15 @@ impl SippRun {
                 |s| s.to_string()
             )
         );
-        match &stats {
-            Ok(s) => {
-                let _ = writeln!(
-                    report,
-                    "--- SuccessfulCall(C)={} FailedCall(C)={}",
-                    s.successful, s.failed
-                );
-                let mut bad: Vec<_> = s
-                    .columns
-                    .iter()
-                    .filter(|(k, v)| {
-                        (k.starts_with("Failed") || k.starts_with("DeadCall"))
-                            && k.ends_with("(C)")
-                            && v.trim() != "0"
-                    })
-                    .collect();
-                bad.sort();
-                for (k, v) in bad {
-                    let _ = writeln!(report, "    {k}={v}");
-                }
-            }
-            Err(e) => {
-                let _ = writeln!(report, "--- statistics: {e}");
-            }
-        }
+        write_stats(&mut report, &stats);
         if let Some(n) = rtp_received {
             let _ = writeln!(
                 report,
                 "--- RTP received at the SDP port: {n} from {rtp_sources:?}"
             );
         }
-        let _ = writeln!(
-            report,
-            "--- screen (tail):\n{}",
-            tail(&read_lossy(&self.screen), 4000)
-        );
-        if self.errors.exists() {
-            let _ = writeln!(
-                report,
-                "--- error log (tail):\n{}",
-                tail(&read_lossy(&self.errors), 4000)
-            );
-        }
         let _ = writeln!(report, "--- messages (tail):\n{}", tail(&messages, 6000));
-        let _ = writeln!(
-            report,
-            "--- output (tail):\n{}",
-            tail(&read_lossy(&self.out_path), 2000)
-        );
+        self.files.write_logs(&mut report, 4000);
         SippOutcome {
             label: self.label.clone(),
             status,
@@ -1582,38 +1402,6 @@ impl Drop for SippRun {
             let _ = child.wait();
         }
     }
-}
-
-/// Cumulative counters from SIPp's `-trace_stat` CSV (its last line).
-#[derive(Clone, Debug, Default)]
-pub struct SippStats {
-    pub successful: u64,
-    pub failed: u64,
-    pub columns: HashMap<String, String>,
-}
-
-pub fn parse_sipp_stats(text: &str) -> Result<SippStats, String> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().ok_or("the stat file is empty or missing")?;
-    let last = lines.next_back().ok_or("the stat file has no data line")?;
-    let columns: HashMap<String, String> = header
-        .split(';')
-        .zip(last.split(';'))
-        .filter(|(n, _)| !n.is_empty())
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let counter = |name: &str| -> Result<u64, String> {
-        let v = columns
-            .get(name)
-            .ok_or_else(|| format!("no column {name:?} in the stat file"))?;
-        v.parse::<u64>()
-            .map_err(|e| format!("column {name:?} = {v:?}: {e}"))
-    };
-    Ok(SippStats {
-        successful: counter("SuccessfulCall(C)")?,
-        failed: counter("FailedCall(C)")?,
-        columns,
-    })
 }
 
 #[derive(Debug)]
@@ -1678,108 +1466,6 @@ pub fn reports(runs: &[&SippOutcome]) -> String {
 // Raw SIP over UDP
 // ---------------------------------------------------------------------------------------
 
-/// The status code of a SIP response, or None if `bytes` is not one.
-pub fn response_code(bytes: &[u8]) -> Option<u16> {
-    let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
-    let code = rest.get(..3)?;
-    if !code.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|b| *b != b' ') {
-        return None;
-    }
-    std::str::from_utf8(code).ok()?.parse().ok()
-}
-
-/// A header value (first occurrence, case-insensitive name) of a SIP message.
-pub fn sip_header(bytes: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(bytes);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
-}
-
-pub fn udp_socket() -> UdpSocket {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind UDP 127.0.0.1:0")
-}
-
-/// Waits up to `wait` for one datagram.
-pub fn udp_recv(socket: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
-    let deadline = Instant::now() + wait;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        socket
-            .set_read_timeout(Some(left))
-            .expect("set UDP timeout");
-        match socket.recv_from(&mut buf) {
-            Ok((n, _)) => return Some(buf[..n].to_vec()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return None
-            }
-            Err(_) => thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-/// Waits up to `wait` for the first final (>= 200) response; provisional ones are
-/// skipped. Returns the final response's bytes.
-pub fn udp_final_response(socket: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let got = udp_recv(socket, left)?;
-        match response_code(&got) {
-            Some(code) if code < 200 => continue,
-            _ => return Some(got),
-        }
-    }
-}
-
-/// A well-formed OPTIONS from `local` to the daemon at `target`.
-pub fn options_request(local: SocketAddr, target: SocketAddr, token: &str) -> String {
-    format!(
-        "OPTIONS sip:{target} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK-opt-{token};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:probe@{local}>;tag=opt-{token}\r\n\
-         To: <sip:{target}>\r\n\
-         Call-ID: opt-{token}@127.0.0.1\r\n\
-         CSeq: 1 OPTIONS\r\n\
-         Contact: <sip:probe@{local}>\r\n\
-         Accept: application/sdp\r\n\
-         Content-Length: 0\r\n\
-         \r\n"
-    )
-}
-
-/// Sends an OPTIONS over UDP; Ok if a 200 comes back within 2 s.
-pub fn check_options_ok(target: SocketAddr) -> Result<(), String> {
-    let socket = udp_socket();
-    let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let token = unique_token();
-    socket
-        .send_to(options_request(local, target, &token).as_bytes(), target)
-        .map_err(|e| format!("OPTIONS send: {e}"))?;
-    match udp_final_response(&socket, Duration::from_secs(2)) {
-        None => Err("no final response to OPTIONS within 2 s".into()),
-        Some(resp) => match response_code(&resp) {
-            Some(200) => {
-                let want = format!("opt-{token}@127.0.0.1");
-                match sip_header(&resp, "Call-ID").or_else(|| sip_header(&resp, "i")) {
-                    Some(id) if id == want => Ok(()),
-                    other => Err(format!("OPTIONS 200 with a foreign Call-ID {other:?}")),
-                }
-            }
-            _ => Err(format!("OPTIONS answered with {}", show_bytes(&resp, 300))),
-        },
-    }
-}
-
 /// A well-formed INVITE with an SDP offer to `user` at the daemon.
 pub fn invite_request(local: SocketAddr, target: SocketAddr, user: &str, token: &str) -> String {
     let sdp = format!(
@@ -1801,16 +1487,4 @@ pub fn invite_request(local: SocketAddr, target: SocketAddr, user: &str, token: 
          \r\n{sdp}",
         sdp.len()
     )
-}
-
-/// The torture corpus, sorted.
-pub fn torture_files() -> Vec<PathBuf> {
-    let dir = Path::new(TORTURE_DIR);
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read the torture corpus {}: {e}", dir.display()))
-        .map(|entry| entry.expect("read_dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dat"))
-        .collect();
-    files.sort();
-    files
 }
