@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use daemon_common::{
-    assert_all_ok, attempts, free_port, pretty, reports, str_field, timing_exclusive,
+    assert_all_ok, attempts, free_port, int_field, pretty, reports, str_field, timing_exclusive,
     timing_shared, AgentSpec, Checks, Daemon, DaemonSpec, PortBlock, QueueSpec, Sipp, SippOutcome,
     Transport, CALLER_NUMBER,
 };
@@ -402,6 +402,78 @@ fn a_busy_agent_is_retried_only_after_retry_ms() {
         format!("attempts: expected 2-4 busy attempts of 1001, got {list:?}"),
     );
     c.finish(&call, &reports(&[&caller, &agent]));
+}
+
+/// After `max_wait_ms` in a queue whose agent never answers, the call overflows to the
+/// queue named by `overflow` and its agent takes it; the record names the new queue.
+#[test]
+fn max_wait_overflows_to_the_next_queue() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let (p1, p2) = (free_port(), free_port());
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", p1), AgentSpec::at("1002", p2)],
+        vec![
+            QueueSpec::consult("longest-idle", &["1001"])
+                .max_wait_ms(1500)
+                .overflow("complaints"),
+            QueueSpec::named("complaints", "4008005678", "longest-idle", &["1002"]),
+        ],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    let a1 = Sipp::agent(
+        "agent 1001 (never answers)",
+        "daemon_uas_noanswer.xml",
+        p1,
+        &ports,
+    )
+    .spawn();
+    let a2 = Sipp::agent("agent 1002", "daemon_uas_answer.xml", p2, &ports)
+        .pause_ms(300)
+        .spawn();
+    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
+        .pause_ms(1000)
+        .run();
+    let a1 = a1.wait_at_most(AGENT_WAIT);
+    let a2 = a2.wait_at_most(AGENT_WAIT);
+    assert_all_ok(
+        &[&caller, &a1, &a2],
+        "consult (1001 never answers) overflows to complaints (1002)",
+    );
+    let call = daemon.the_one_call();
+    let mut c = Checks::new();
+    c.str_eq(&call, "outcome", "answered");
+    c.str_eq(&call, "agent", "1002");
+    c.str_eq(&call, "queue", "complaints");
+    c.that(
+        attempt_pairs(&call) == pairs(&[("1001", "cancelled"), ("1002", "answered")]),
+        format!(
+            "attempts: expected [1001 cancelled, 1002 answered], got {:?}",
+            attempt_pairs(&call)
+        ),
+    );
+    // The caller heard ringing from 1001's first ring through the overflow to 1002's answer.
+    let ring = int_field(&call, "caller_ring_ms");
+    c.that(
+        ring.is_some_and(|ms| (1700..=2500).contains(&ms)),
+        format!("caller_ring_ms: expected about 1500 + 300 ms, got {ring:?}"),
+    );
+    c.finish(&call, &reports(&[&caller, &a1, &a2]));
+}
+
+/// A hold re-INVITE from the caller reaches the agent with its SDP (a=sendonly) anchored
+/// on the daemon, and the agent's answer (a=recvonly) reaches the caller; the scenarios
+/// fail if either direction attribute is missing.
+#[test]
+fn hold_reinvite_passes_through_both_legs() {
+    let _shared = timing_shared();
+    let (call, caller, agent) = one_call(
+        Transport::Udp,
+        false,
+        "daemon_uac_reinvite.xml",
+        "daemon_uas_reinvite.xml",
+    );
+    check_hangup(&call, "caller", &caller, &agent);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -221,21 +221,33 @@ pub struct QueueSpec {
     pub wrap_up_ms: u64,
     /// Written only when set (the daemon's default applies otherwise).
     pub retry_ms: Option<u64>,
+    pub overflow: Option<String>,
 }
 
 impl QueueSpec {
     /// Queue "consult" on [`QUEUE_NUMBER`] with these agents, in this order.
     pub fn consult(strategy: &str, agents: &[&str]) -> QueueSpec {
+        QueueSpec::named("consult", QUEUE_NUMBER, strategy, agents)
+    }
+
+    /// Any queue, on one number.
+    pub fn named(name: &str, number: &str, strategy: &str, agents: &[&str]) -> QueueSpec {
         QueueSpec {
-            name: "consult".into(),
-            numbers: vec![QUEUE_NUMBER.into()],
+            name: name.into(),
+            numbers: vec![number.into()],
             strategy: strategy.into(),
             agents: agents.iter().map(|a| a.to_string()).collect(),
             ring_timeout_ms: 15_000,
             max_wait_ms: 120_000,
             wrap_up_ms: 0,
             retry_ms: None,
+            overflow: None,
         }
+    }
+
+    pub fn overflow(mut self, queue: &str) -> Self {
+        self.overflow = Some(queue.into());
+        self
     }
 
     pub fn ring_timeout_ms(mut self, ms: u64) -> Self {
@@ -357,6 +369,9 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
         let _ = writeln!(t, "max_wait_ms = {}", q.max_wait_ms);
         if let Some(retry) = q.retry_ms {
             let _ = writeln!(t, "retry_ms = {retry}");
+        }
+        if let Some(overflow) = &q.overflow {
+            let _ = writeln!(t, "overflow = {}", toml_str(overflow));
         }
         let _ = writeln!(t, "wrap_up_ms = {}", q.wrap_up_ms);
     }
