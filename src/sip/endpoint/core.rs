@@ -57,7 +57,6 @@ struct ClientEntry {
     request: Request,
     bytes: Bytes,
     target: Target,
-    local: Option<SocketAddr>,
     last_response: Option<Response>,
     got_provisional: bool,
     got_final: bool,
@@ -593,25 +592,34 @@ impl Core {
             let (m, a) = ClientNonInvite::new(reliable, self.config.timers);
             (ClientMachine::NonInvite(m), a)
         };
-        let bytes = request.to_bytes();
-        self.client_keys.insert(key.clone(), tx.0);
-        self.clients.insert(
-            tx.0,
-            ClientEntry {
-                machine,
-                key,
-                request,
-                bytes,
-                target,
-                local: None,
-                last_response: None,
-                got_provisional: false,
-                got_final: false,
-                cancel_pending: false,
-                timers: TimerSet::new(),
-            },
-        );
-        self.apply_client(tx.0, actions);
+        self.add_client(tx.0, key, request, target, machine, actions);
+    }
+
+    /// Registers a client transaction and performs its first actions.
+    fn add_client(
+        &mut self,
+        id: u64,
+        key: String,
+        request: Request,
+        target: Target,
+        machine: ClientMachine,
+        actions: Vec<Action>,
+    ) {
+        self.client_keys.insert(key.clone(), id);
+        let entry = ClientEntry {
+            machine,
+            key,
+            bytes: request.to_bytes(),
+            request,
+            target,
+            last_response: None,
+            got_provisional: false,
+            got_final: false,
+            cancel_pending: false,
+            timers: TimerSet::new(),
+        };
+        self.clients.insert(id, entry);
+        self.apply_client(id, actions);
     }
 
     fn send_cancel(&mut self, id: u64) {
@@ -626,24 +634,8 @@ impl Core {
             ClientNonInvite::new(target.protocol.is_reliable(), self.config.timers);
         let branch = cancel.branch().unwrap_or_default();
         let key = format!("{branch}|CANCEL");
-        self.client_keys.insert(key.clone(), cancel_tx.0);
-        self.clients.insert(
-            cancel_tx.0,
-            ClientEntry {
-                machine: ClientMachine::NonInvite(machine),
-                key,
-                bytes: cancel.to_bytes(),
-                request: cancel,
-                target,
-                local: None,
-                last_response: None,
-                got_provisional: false,
-                got_final: false,
-                cancel_pending: false,
-                timers: TimerSet::new(),
-            },
-        );
-        self.apply_client(cancel_tx.0, actions);
+        let machine = ClientMachine::NonInvite(machine);
+        self.add_client(cancel_tx.0, key, cancel, target, machine, actions);
     }
 
     // ---- timers ----------------------------------------------------------------------
@@ -804,7 +796,7 @@ impl Core {
                         &self.transports,
                         &self.commands,
                         t.protocol,
-                        entry.local,
+                        None,
                         t.addr,
                         entry.bytes.clone(),
                         Some(tx),
@@ -818,7 +810,7 @@ impl Core {
                             &self.transports,
                             &self.commands,
                             t.protocol,
-                            entry.local,
+                            None,
                             t.addr,
                             ack,
                             None,

@@ -1,0 +1,263 @@
+//! Calls after the answer: requests inside either dialog (BYE ends the call; re-INVITE,
+//! INFO, UPDATE and OPTIONS are relayed to the other leg), ending calls and writing their
+//! records, and ending every call at shutdown.
+
+use super::*;
+
+impl Controller {
+    /// Requests inside a dialog: BYE ends the call; re-INVITE, INFO, UPDATE and OPTIONS
+    /// are relayed to the other leg.
+    pub(super) async fn in_dialog(&mut self, tx: ServerTx, req: Request, _peer: Peer) {
+        let call_id = req.call_id().unwrap_or("").to_owned();
+        let Some(&key) = self.by_call_id.get(&call_id) else {
+            return self.respond(tx, response_to(&req, 481, None, None)).await;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return self.respond(tx, response_to(&req, 481, None, None)).await;
+        };
+        let from_caller = call_id == call.record.sip_call_id;
+        let ok = if from_caller {
+            call.caller_dialog
+                .as_mut()
+                .is_some_and(|d| d.on_remote_request(&req).is_ok())
+        } else {
+            call.agent_dialog
+                .as_mut()
+                .is_some_and(|(d, _)| d.on_remote_request(&req).is_ok())
+        };
+        if !ok {
+            return self.respond(tx, response_to(&req, 481, None, None)).await;
+        }
+        if req.method == Method::Bye {
+            self.respond(tx, response_to(&req, 200, None, None)).await;
+            let side = if from_caller {
+                HangupSide::Caller
+            } else {
+                HangupSide::Agent
+            };
+            return self.hang_up(key, side, Some(from_caller)).await;
+        }
+        // Relay to the other leg.
+        let (dialog, target) = if from_caller {
+            match call.agent_dialog.as_mut() {
+                Some((d, t)) => (d, *t),
+                None => return self.respond(tx, response_to(&req, 481, None, None)).await,
+            }
+        } else {
+            let target = Target {
+                protocol: call.caller_peer.protocol,
+                addr: call.caller_peer.remote,
+            };
+            match call.caller_dialog.as_mut() {
+                Some(d) => (d, target),
+                None => return self.respond(tx, response_to(&req, 481, None, None)).await,
+            }
+        };
+        let mut out = dialog.request(req.method.clone());
+        if let Some(ct) = req.headers.get(&HeaderName::ContentType) {
+            out.headers.push(HeaderName::ContentType, ct.clone());
+        }
+        out.body = req.body.clone();
+        if matches!(req.method, Method::Invite | Method::Update) && !req.body.is_empty() {
+            if let Some(mut sdp) = std::str::from_utf8(&req.body)
+                .ok()
+                .and_then(|b| Sdp::parse(b).ok())
+            {
+                let port = if from_caller {
+                    call.media.agent_port()
+                } else {
+                    call.media.caller_port()
+                };
+                if from_caller {
+                    call.media.set_caller_remote(sdp.audio_destination());
+                } else {
+                    call.media.set_agent_remote(sdp.audio_destination());
+                }
+                sdp.anchor(self.media_ip, port);
+                out.body = sdp.to_string().into();
+            }
+        }
+        match self.endpoint.request(out, target).await {
+            Ok(client_tx) => {
+                self.clients.insert(
+                    client_tx,
+                    Purpose::Relay {
+                        call: key,
+                        tx,
+                        to_agent: from_caller,
+                    },
+                );
+            }
+            Err(_) => self.respond(tx, response_to(&req, 503, None, None)).await,
+        }
+    }
+
+    pub(super) async fn on_relay_response(
+        &mut self,
+        key: u64,
+        server_tx: ServerTx,
+        to_agent: bool,
+        resp: Response,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if resp.status < 200 && resp.status != 180 && resp.status != 183 {
+            return;
+        }
+        // The request we answer is the one on the other leg; rebuild from the server
+        // transaction's view is not available here, so answer with status and body.
+        let mut out = Response::new(resp.status, resp.reason.as_str());
+        let is_2xx = resp.is_success();
+        if is_2xx && resp.cseq().is_some_and(|c| c.method == Method::Invite) {
+            // ACK the leg that answered the re-INVITE, and anchor its SDP.
+            let (dialog, target, port) = if to_agent {
+                match call.agent_dialog.as_ref() {
+                    Some((d, t)) => (d, *t, call.media.caller_port()),
+                    None => return,
+                }
+            } else {
+                let t = Target {
+                    protocol: call.caller_peer.protocol,
+                    addr: call.caller_peer.remote,
+                };
+                match call.caller_dialog.as_ref() {
+                    Some(d) => (d, t, call.media.agent_port()),
+                    None => return,
+                }
+            };
+            let seq = resp.cseq().map_or(1, |c| c.seq);
+            let ack = dialog.ack(seq);
+            if let Some(mut sdp) = std::str::from_utf8(&resp.body)
+                .ok()
+                .and_then(|b| Sdp::parse(b).ok())
+            {
+                if to_agent {
+                    call.media.set_agent_remote(sdp.audio_destination());
+                } else {
+                    call.media.set_caller_remote(sdp.audio_destination());
+                }
+                sdp.anchor(self.media_ip, port);
+                out.headers.push(HeaderName::ContentType, "application/sdp");
+                out.body = sdp.to_string().into();
+            }
+            let _ = self.endpoint.ack(ack, target).await;
+        } else if !resp.body.is_empty() {
+            if let Some(ct) = resp.headers.get(&HeaderName::ContentType) {
+                out.headers.push(HeaderName::ContentType, ct.clone());
+            }
+            out.body = resp.body.clone();
+        }
+        self.respond_relayed(server_tx, out).await;
+    }
+
+    /// Sends a relayed response; the endpoint fills in Via/From/To/Call-ID/CSeq from
+    /// the request it belongs to.
+    pub(super) async fn respond_relayed(&self, tx: ServerTx, resp: Response) {
+        let _ = self.endpoint.respond_for(tx, resp).await;
+    }
+
+    /// Ends a connected call: BYE to the leg(s) that did not hang up.
+    /// `from_caller`: Some(true) if the caller sent BYE, Some(false) the agent, None
+    /// when we end it (both legs get a BYE).
+    pub(super) async fn hang_up(&mut self, key: u64, side: HangupSide, from_caller: Option<bool>) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let mut byes = Vec::new();
+        if from_caller != Some(false) {
+            if let Some((d, t)) = call.agent_dialog.as_mut() {
+                byes.push((d.request(Method::Bye), *t));
+            }
+        }
+        if from_caller != Some(true) {
+            let t = Target {
+                protocol: call.caller_peer.protocol,
+                addr: call.caller_peer.remote,
+            };
+            if let Some(d) = call.caller_dialog.as_mut() {
+                byes.push((d.request(Method::Bye), t));
+            }
+        }
+        for (bye, target) in byes {
+            if let Ok(tx) = self.endpoint.request(bye, target).await {
+                self.clients.insert(tx, Purpose::Bye);
+            }
+        }
+        self.end_call(key, CallOutcome::Answered, side).await;
+    }
+
+    pub(super) async fn end_call(&mut self, key: u64, outcome: CallOutcome, side: HangupSide) {
+        let Some(mut call) = self.calls.remove(&key) else {
+            return;
+        };
+        call.finish(outcome, side);
+        let rings = &self.config.rings;
+        call.sync_record(rings.cadence_ms, rings.target, rings.limit);
+        let wrap_up = self.config.queue(&call.queue).map_or(0, |q| q.wrap_up_ms);
+        if let Some(agent) = &call.record.agent {
+            self.board
+                .call_ended(agent, Instant::now(), Duration::from_millis(wrap_up));
+        }
+        self.by_caller_tx.remove(&call.caller_tx);
+        self.by_call_id.remove(&call.record.sip_call_id);
+        if let Some((d, _)) = &call.agent_dialog {
+            self.by_call_id.remove(&d.id.call_id);
+        }
+        // Agent INVITEs still in flight stay known, so a late 2xx can be released.
+        for attempt in &call.attempts {
+            if let Some(Purpose::Attempt { .. }) = self.clients.get(&attempt.tx) {
+                let index = self.next_key;
+                self.next_key += 1;
+                self.orphans
+                    .insert(index, (attempt.invite.clone(), attempt.target));
+                self.clients.insert(attempt.tx, Purpose::Orphan { index });
+            }
+        }
+        self.clients.retain(|_, p| match p {
+            Purpose::Attempt { call, .. } | Purpose::Relay { call, .. } => *call != key,
+            Purpose::Bye | Purpose::Orphan { .. } => true,
+        });
+        let record = call.record;
+        tracing::info!(call = %record.id, outcome = record.outcome.as_str(), hangup = ?record.hangup_side, talk_ms = record.talk_ms, "call ended");
+        crate::metrics::call_ended(
+            record.queue.as_deref().unwrap_or(""),
+            record.outcome.as_str(),
+        );
+        crate::metrics::active_calls(self.calls.len());
+        self.store.save(record).await;
+    }
+
+    /// Shutdown: every call ends now, by the system.
+    pub(super) async fn end_all(&mut self) {
+        let keys: Vec<u64> = self.calls.keys().copied().collect();
+        for key in keys {
+            let phase = self.calls.get(&key).map(|c| c.phase);
+            match phase {
+                Some(Phase::Connected) => self.hang_up(key, HangupSide::System, None).await,
+                Some(Phase::Routing) => {
+                    if let Some(call) = self.calls.get(&key) {
+                        let mut resp = response_to(
+                            &call.caller_invite,
+                            503,
+                            Some("Service Unavailable: shutting down"),
+                            Some(&call.caller_tag),
+                        );
+                        resp.headers.push(HeaderName::RetryAfter, "30");
+                        let tx = call.caller_tx;
+                        self.respond(tx, resp).await;
+                    }
+                    let ringing = self
+                        .calls
+                        .get_mut(&key)
+                        .map(Call::close_open_attempts)
+                        .unwrap_or_default();
+                    self.cancel_attempts(ringing).await;
+                    self.end_call(key, CallOutcome::Rejected, HangupSide::System)
+                        .await;
+                }
+                _ => {}
+            }
+        }
+    }
+}

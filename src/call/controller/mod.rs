@@ -1,0 +1,412 @@
+//! The B2BUA: takes the SIP endpoint's events, routes callers to agents, bridges the
+//! two dialogs with media anchored through us, times every ring, and hands call
+//! records to the store writer. One task owns all call state (no locks); timers come
+//! back to it as messages.
+//!
+//! ```text
+//!  caller INVITE ─▶ 100 ─▶ pick agent(s) ─▶ INVITE agent ─▶ 180 ─▶ 180 to caller
+//!       │                     ▲   │ no answer in ring_timeout: CANCEL, next agent
+//!       │                     └───┤ 486/603/480: next agent
+//!       │                         ▼
+//!       │                agent 200 ─▶ ACK agent, 200 to caller ─▶ Connected ─▶ BYE either side
+//!       └─ CANCEL while ringing: CANCEL agents, abandoned;  max_wait: overflow or 480
+//! ```
+//!
+//! `ringing` holds the agent leg up to the answer; `dialogs` the call after it.
+
+use super::active::{Attempt, Call, Phase, Stamp};
+use super::agents::AgentBoard;
+use super::record::{AttemptOutcome, CallOutcome, CallRecord, Direction, HangupSide};
+use super::routing::pick_agents;
+use crate::config::Config;
+use crate::media::sdp::Sdp;
+use crate::media::{MediaSession, PortPool};
+use crate::sip::dialog::{new_tag, Dialog};
+use crate::sip::endpoint::{target_for_uri, ClientTx, Endpoint, Event, ServerTx, Target};
+use crate::sip::header::HeaderName;
+use crate::sip::message::{random_token, response_to, HeaderAccess, Method, Request, Response};
+use crate::sip::registrar::{RegisterOutcome, Registrar};
+use crate::sip::transport::{Peer, Protocol};
+use crate::sip::Uri;
+use crate::store::StoreWriter;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+mod dialogs;
+mod ringing;
+
+enum Timer {
+    RingTimeout { call: u64, attempt: usize },
+    MaxWait { call: u64, generation: u32 },
+}
+
+/// What a client transaction we started was for.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Attempt {
+        call: u64,
+        index: usize,
+    },
+    /// A BYE or an in-dialog request we relay; only its failure matters.
+    Bye,
+    /// An in-dialog request relayed from one leg: its response goes back on `tx`.
+    Relay {
+        call: u64,
+        tx: ServerTx,
+        to_agent: bool,
+    },
+    /// An INVITE to an agent whose call has ended: a late 2xx is ACKed and released.
+    Orphan {
+        index: u64,
+    },
+}
+
+/// Commands from outside the controller (the daemon's shutdown).
+pub enum Control {
+    /// Stop taking calls; end the rest after `grace`.
+    Drain { grace: Duration },
+}
+
+pub struct Controller {
+    config: Arc<Config>,
+    endpoint: Endpoint,
+    registrar: Registrar,
+    board: AgentBoard,
+    cursors: HashMap<String, usize>,
+    calls: HashMap<u64, Call>,
+    by_caller_tx: HashMap<ServerTx, u64>,
+    by_call_id: HashMap<String, u64>,
+    clients: HashMap<ClientTx, Purpose>,
+    /// INVITEs of attempts whose call ended, by orphan index.
+    orphans: HashMap<u64, (Request, Target)>,
+    timers_tx: mpsc::Sender<Timer>,
+    timers_rx: Option<mpsc::Receiver<Timer>>,
+    store: StoreWriter,
+    pool: PortPool,
+    media_ip: IpAddr,
+    next_key: u64,
+    next_seq: u64,
+    drain_until: Option<Instant>,
+    cancel: CancellationToken,
+}
+
+/// Our Contact URI for a leg on this transport.
+fn our_contact(endpoint: &Endpoint, protocol: Protocol, remote: std::net::SocketAddr) -> Uri {
+    let (host, port) = endpoint.local_hostport(protocol, remote);
+    let transport = if protocol == Protocol::Tcp {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    Uri::parse(&format!("sip:threering@{host}:{port}{transport}")).expect("own contact URI")
+}
+
+impl Controller {
+    pub fn new(
+        config: Arc<Config>,
+        endpoint: Endpoint,
+        store: StoreWriter,
+        pool: PortPool,
+        cancel: CancellationToken,
+    ) -> Self {
+        let now = Instant::now();
+        let board = AgentBoard::new(
+            config
+                .agents
+                .iter()
+                .map(|a| (a.id.clone(), a.contact.is_some())),
+            now,
+        );
+        let (timers_tx, timers_rx) = mpsc::channel(4096);
+        Controller {
+            registrar: Registrar::new(
+                &config.sip.realm,
+                vec![
+                    crate::sip::auth::Algorithm::Md5,
+                    crate::sip::auth::Algorithm::Sha256,
+                ],
+                config.sip.max_register_expires,
+            ),
+            media_ip: config.media.address,
+            config,
+            endpoint,
+            board,
+            cursors: HashMap::new(),
+            calls: HashMap::new(),
+            by_caller_tx: HashMap::new(),
+            by_call_id: HashMap::new(),
+            clients: HashMap::new(),
+            orphans: HashMap::new(),
+            timers_tx,
+            timers_rx: Some(timers_rx),
+            store,
+            pool,
+            next_key: 1,
+            next_seq: 1,
+            drain_until: None,
+            cancel,
+        }
+    }
+
+    /// Runs until drained (after a `Control::Drain`) or cancelled; then the store
+    /// writer is closed so every record is written.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let mut timers = self.timers_rx.take().expect("run once");
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                Some(event) = events.recv() => self.on_event(event).await,
+                Some(timer) = timers.recv() => self.on_timer(timer).await,
+                Some(cmd) = control.recv() => match cmd {
+                    Control::Drain { grace } => {
+                        tracing::info!(calls = self.calls.len(), grace_ms = grace.as_millis() as u64, "draining: new calls are refused");
+                        self.drain_until = Some(Instant::now() + grace);
+                    }
+                },
+                _ = tick.tick() => self.route_waiting().await,
+            }
+            if let Some(until) = self.drain_until {
+                if self.calls.is_empty() {
+                    break;
+                }
+                if Instant::now() >= until {
+                    self.end_all().await;
+                    break;
+                }
+            }
+        }
+        if !self.calls.is_empty() {
+            self.end_all().await;
+        }
+        self.store.close().await;
+    }
+
+    fn timer(&self, after: Duration, timer: Timer) {
+        let tx = self.timers_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(timer).await;
+        });
+    }
+
+    async fn respond(&self, tx: ServerTx, resp: Response) {
+        let _ = self.endpoint.respond(tx, resp).await;
+    }
+
+    // ---- events ----------------------------------------------------------------------
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Request { tx, request, peer } => self.on_request(tx, request, peer).await,
+            Event::Ack { .. } => {}
+            Event::Cancelled { tx } => {
+                if let Some(&key) = self.by_caller_tx.get(&tx) {
+                    self.abandon(key).await;
+                }
+            }
+            Event::Response { tx, response } => self.on_response(tx, response).await,
+            Event::ClientFailed { tx, reason } => {
+                tracing::debug!(?reason, "request to a peer failed");
+                match self.clients.remove(&tx) {
+                    Some(Purpose::Attempt { call, index }) => {
+                        self.attempt_failed(call, index).await
+                    }
+                    Some(Purpose::Relay { tx: server_tx, .. }) => {
+                        let timeout = reason == crate::sip::transaction::TerminationReason::Timeout;
+                        let status = if timeout { 408 } else { 503 };
+                        let resp =
+                            Response::new(status, crate::sip::message::reason_phrase(status));
+                        self.respond_relayed(server_tx, resp).await;
+                    }
+                    Some(Purpose::Orphan { index }) => {
+                        self.orphans.remove(&index);
+                    }
+                    Some(Purpose::Bye) | None => {}
+                }
+            }
+            Event::AckTimeout { call_id, .. } => {
+                if let Some(&key) = self.by_call_id.get(&call_id) {
+                    tracing::warn!(%call_id, "caller never acknowledged our 200: ending the call");
+                    self.hang_up(key, HangupSide::System, None).await;
+                }
+            }
+        }
+    }
+
+    async fn on_request(&mut self, tx: ServerTx, req: Request, peer: Peer) {
+        let in_dialog = req.header_to().is_some_and(|t| t.tag().is_some());
+        match req.method {
+            Method::Register => {
+                let agents = &self.config.agents;
+                let (resp, outcome) = self.registrar.handle(&req, &peer, |user| {
+                    agents
+                        .iter()
+                        .find(|a| a.id == user)
+                        .and_then(|a| a.password.as_ref().map(|p| p.expose().to_owned()))
+                });
+                if let RegisterOutcome::Updated { user, bound } = outcome {
+                    tracing::info!(agent = %user, registered = bound, "agent registration");
+                    self.board.set_registered(&user, bound, Instant::now());
+                }
+                self.respond(tx, resp).await;
+            }
+            Method::Options => {
+                let mut resp = response_to(&req, 200, None, Some(&new_tag()));
+                resp.headers.push(
+                    HeaderName::Allow,
+                    self.endpoint.config().capabilities.allow_header(),
+                );
+                resp.headers.push(HeaderName::Accept, "application/sdp");
+                self.respond(tx, resp).await;
+            }
+            Method::Invite if !in_dialog => self.new_call(tx, req, peer).await,
+            _ if in_dialog => self.in_dialog(tx, req, peer).await,
+            _ => {
+                self.respond(tx, response_to(&req, 481, None, Some(&new_tag())))
+                    .await
+            }
+        }
+    }
+
+    async fn new_call(&mut self, tx: ServerTx, req: Request, peer: Peer) {
+        let tag = new_tag();
+        let reject =
+            |status: u16, reason: &str| response_to(&req, status, Some(reason), Some(&tag));
+        if self.drain_until.is_some() {
+            let mut resp = reject(503, "Service Unavailable: shutting down");
+            resp.headers.push(HeaderName::RetryAfter, "30");
+            return self.respond(tx, resp).await;
+        }
+        if self.calls.len() >= self.config.daemon.max_calls {
+            let mut resp = reject(503, "Service Unavailable: too many calls");
+            resp.headers.push(HeaderName::RetryAfter, "5");
+            return self.respond(tx, resp).await;
+        }
+        if req.max_forwards() == Some(0) {
+            return self.respond(tx, reject(483, "Too Many Hops")).await;
+        }
+        let number = req.uri.user().unwrap_or_default();
+        let Some(queue) = self
+            .config
+            .queue_for_number(&number)
+            .map(|q| q.name.clone())
+        else {
+            return self
+                .respond(tx, reject(404, "Not Found: no queue for this number"))
+                .await;
+        };
+        let offer = std::str::from_utf8(&req.body)
+            .ok()
+            .and_then(|b| Sdp::parse(b).ok());
+        let Some(offer) = offer else {
+            return self
+                .respond(
+                    tx,
+                    reject(488, "Not Acceptable Here: an SDP offer is required"),
+                )
+                .await;
+        };
+        let media = match MediaSession::start(&self.pool, self.cancel.child_token()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "no media ports");
+                let mut resp = reject(503, "Service Unavailable: no media ports");
+                resp.headers.push(HeaderName::RetryAfter, "5");
+                return self.respond(tx, resp).await;
+            }
+        };
+        media.set_caller_remote(offer.audio_destination());
+        self.respond(tx, response_to(&req, 100, None, None)).await;
+
+        let started = Stamp::now();
+        let key = self.next_key;
+        self.next_key += 1;
+        let id = format!(
+            "{}-{}-{:04}",
+            self.config.daemon.node_id,
+            chrono::Utc::now().format("%Y%m%d%H%M%S%3f"),
+            self.next_seq % 10_000
+        );
+        self.next_seq += 1;
+        let sip_call_id = req.call_id().unwrap_or("").to_owned();
+        let caller = req
+            .header_from()
+            .and_then(|f| f.uri.user())
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let tickets = req
+            .headers
+            .get(&HeaderName::Other("X-Ticket-ID".into()))
+            .map(|t| vec![t.trim().to_owned()])
+            .unwrap_or_default();
+        let record = CallRecord {
+            id,
+            sip_call_id: sip_call_id.clone(),
+            direction: Direction::Inbound,
+            caller,
+            callee: number,
+            queue: Some(queue.clone()),
+            agent: None,
+            started_at: started.wall,
+            caller_ringing_at: None,
+            answered_at: None,
+            ended_at: None,
+            caller_ring_ms: None,
+            rings: None,
+            three_ring_ok: None,
+            over_limit: None,
+            outcome: CallOutcome::Active,
+            hangup_side: None,
+            talk_ms: None,
+            attempts: Vec::new(),
+            recording_path: None,
+            survey_score: None,
+            tickets,
+        };
+        tracing::info!(call = %record.id, %queue, caller = %record.caller, "new call");
+        let max_wait = self.config.queue(&queue).map_or(120_000, |q| q.max_wait_ms);
+        self.calls.insert(
+            key,
+            Call {
+                key,
+                record,
+                phase: Phase::Routing,
+                queue,
+                caller_tx: tx,
+                caller_invite: req,
+                caller_peer: peer,
+                caller_tag: tag,
+                caller_dialog: None,
+                caller_ringing: None,
+                started,
+                answered: None,
+                media,
+                attempts: Vec::new(),
+                tried: Default::default(),
+                agent_dialog: None,
+                wait_generation: 0,
+            },
+        );
+        self.by_caller_tx.insert(tx, key);
+        self.by_call_id.insert(sip_call_id, key);
+        crate::metrics::active_calls(self.calls.len());
+        self.timer(
+            Duration::from_millis(max_wait),
+            Timer::MaxWait {
+                call: key,
+                generation: 0,
+            },
+        );
+        self.route(key).await;
+    }
+}

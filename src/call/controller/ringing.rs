@@ -1,0 +1,453 @@
+//! Ringing agents for a call: picking them, the agent leg's INVITE, its responses
+//! (ring start, answer, refusal), ring-no-answer and max-wait timers, and the caller
+//! giving up.
+
+use super::*;
+
+impl Controller {
+    /// Rings the next agent(s) for a call that has none ringing.
+    pub(super) async fn route(&mut self, key: u64) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.phase != Phase::Routing || call.ringing_attempts() > 0 {
+            return;
+        }
+        let Some(queue) = self.config.queue(&call.queue).cloned() else {
+            return;
+        };
+        let cursor = self.cursors.entry(queue.name.clone()).or_default();
+        let picks = pick_agents(
+            queue.strategy,
+            &queue.agents,
+            &self.board,
+            &call.tried,
+            cursor,
+            Instant::now(),
+        );
+        for agent in picks {
+            self.ring_agent(key, &agent, queue.ring_timeout_ms).await;
+        }
+    }
+
+    pub(super) async fn route_waiting(&mut self) {
+        let waiting: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.phase == Phase::Routing && c.ringing_attempts() == 0)
+            .map(|c| c.key)
+            .collect();
+        for key in waiting {
+            self.route(key).await;
+        }
+    }
+
+    pub(super) fn agent_target(&self, agent: &str) -> Option<(Uri, Target)> {
+        if let Some(binding) = self.registrar.binding(agent) {
+            return Some((binding.contact.clone(), binding.target()));
+        }
+        let contact = self.config.agent(agent)?.contact.as_deref()?;
+        let uri = Uri::parse(contact).ok()?;
+        let target = target_for_uri(&uri)?;
+        Some((uri, target))
+    }
+
+    pub(super) async fn ring_agent(&mut self, key: u64, agent: &str, ring_timeout_ms: u64) {
+        let Some((uri, target)) = self.agent_target(agent) else {
+            tracing::warn!(%agent, "agent has no reachable contact");
+            return;
+        };
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let mut offer = match std::str::from_utf8(&call.caller_invite.body)
+            .ok()
+            .and_then(|b| Sdp::parse(b).ok())
+        {
+            Some(sdp) => sdp,
+            None => return,
+        };
+        offer.anchor(self.media_ip, call.media.agent_port());
+        let (host, _) = self.endpoint.local_hostport(target.protocol, target.addr);
+        let mut invite = Request::new(Method::Invite, uri.clone());
+        let caller = &call.record.caller;
+        invite.headers.push(
+            HeaderName::From,
+            format!("<sip:{caller}@{host}>;tag={}", new_tag()),
+        );
+        invite.headers.push(HeaderName::To, format!("<{uri}>"));
+        invite
+            .headers
+            .push(HeaderName::CallId, format!("{}@threering", random_token()));
+        invite.headers.push(HeaderName::CSeq, "1 INVITE");
+        invite.headers.push(
+            HeaderName::Contact,
+            format!(
+                "<{}>",
+                our_contact(&self.endpoint, target.protocol, target.addr)
+            ),
+        );
+        invite.headers.push(
+            HeaderName::Other("X-Threering-Call".into()),
+            call.record.id.as_str(),
+        );
+        invite
+            .headers
+            .push(HeaderName::Other("X-Queue".into()), call.queue.as_str());
+        for ticket in &call.record.tickets {
+            invite
+                .headers
+                .push(HeaderName::Other("X-Ticket-ID".into()), ticket.as_str());
+        }
+        invite
+            .headers
+            .push(HeaderName::ContentType, "application/sdp");
+        invite.body = offer.to_string().into();
+        let Ok(tx) = self.endpoint.request(invite.clone(), target).await else {
+            return;
+        };
+        let call = self.calls.get_mut(&key).expect("checked above");
+        let index = call.attempts.len();
+        call.attempts.push(Attempt {
+            agent: agent.to_owned(),
+            tx,
+            invite,
+            target,
+            invited: Stamp::now(),
+            ring_started: None,
+            ended: None,
+            outcome: AttemptOutcome::Ringing,
+            sip_status: None,
+            open: true,
+        });
+        call.tried.insert(agent.to_owned());
+        self.clients
+            .insert(tx, Purpose::Attempt { call: key, index });
+        self.board.ringing(agent);
+        tracing::info!(call = %call.record.id, %agent, "ringing agent");
+        self.timer(
+            Duration::from_millis(ring_timeout_ms),
+            Timer::RingTimeout {
+                call: key,
+                attempt: index,
+            },
+        );
+    }
+
+    pub(super) async fn on_response(&mut self, tx: ClientTx, resp: Response) {
+        let Some(purpose) = self.clients.get(&tx).copied() else {
+            return;
+        };
+        if resp.status >= 200 {
+            self.clients.remove(&tx);
+        }
+        match purpose {
+            Purpose::Attempt { call, index } => self.on_attempt_response(call, index, resp).await,
+            Purpose::Bye => {}
+            Purpose::Orphan { index } => {
+                let Some((invite, target)) = self.orphans.remove(&index) else {
+                    return;
+                };
+                if resp.status < 200 {
+                    self.orphans.insert(index, (invite, target));
+                } else if resp.is_success() {
+                    self.release_late_answer(&invite, target, &resp).await;
+                }
+            }
+            Purpose::Relay {
+                call,
+                tx: server_tx,
+                to_agent,
+            } => {
+                self.on_relay_response(call, server_tx, to_agent, resp)
+                    .await
+            }
+        }
+    }
+
+    pub(super) async fn on_attempt_response(&mut self, key: u64, index: usize, resp: Response) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            // The call is gone: a late 2xx from an agent must still be ACKed and ended.
+            return;
+        };
+        let status = resp.status;
+        if status < 200 {
+            if status == 100 {
+                return;
+            }
+            let attempt = &mut call.attempts[index];
+            if attempt.open && attempt.ring_started.is_none() {
+                attempt.ring_started = Some(Stamp::now());
+            }
+            if call.caller_ringing.is_none() && call.phase == Phase::Routing {
+                call.caller_ringing = Some(Stamp::now());
+                let mut ringing =
+                    response_to(&call.caller_invite, 180, None, Some(&call.caller_tag));
+                let contact = our_contact(
+                    &self.endpoint,
+                    call.caller_peer.protocol,
+                    call.caller_peer.remote,
+                );
+                ringing
+                    .headers
+                    .push(HeaderName::Contact, format!("<{contact}>"));
+                let caller_tx = call.caller_tx;
+                self.respond(caller_tx, ringing).await;
+            }
+            return;
+        }
+        if (200..300).contains(&status) {
+            return self.on_agent_answer(key, index, resp).await;
+        }
+        // A final failure.
+        let attempt = &mut call.attempts[index];
+        let agent = attempt.agent.clone();
+        if attempt.open {
+            let outcome = match status {
+                486 | 600 => AttemptOutcome::Busy,
+                408 => AttemptOutcome::NoAnswer,
+                487 => AttemptOutcome::Cancelled,
+                503 if attempt.ring_started.is_none() => AttemptOutcome::Failed,
+                _ => AttemptOutcome::Rejected,
+            };
+            attempt.finish(outcome, Some(status));
+            let pause_after = self
+                .config
+                .queue(&call.queue)
+                .map_or(0, |q| q.auto_pause_after);
+            self.board
+                .attempt_failed(&agent, outcome == AttemptOutcome::NoAnswer, pause_after);
+            if matches!(
+                outcome,
+                AttemptOutcome::Busy | AttemptOutcome::Rejected | AttemptOutcome::Failed
+            ) {
+                let retry = self.config.queue(&call.queue).map_or(5000, |q| q.retry_ms);
+                self.board
+                    .back_off(&agent, Instant::now() + Duration::from_millis(retry));
+            }
+            tracing::info!(call = %call.record.id, %agent, status, outcome = outcome.as_str(), "agent attempt failed");
+        }
+        self.route(key).await;
+    }
+
+    pub(super) async fn on_agent_answer(&mut self, key: u64, index: usize, resp: Response) {
+        let call = self.calls.get_mut(&key).expect("caller checked");
+        let attempt = &call.attempts[index];
+        let dialog = Dialog::uac(&attempt.invite, &resp);
+        let target = dialog
+            .as_ref()
+            .ok()
+            .and_then(|d| target_for_uri(&d.remote_target))
+            .unwrap_or(attempt.target);
+        let invite_seq = attempt.invite.cseq().map_or(1, |c| c.seq);
+        let Ok(mut dialog) = dialog else {
+            tracing::warn!("agent's 200 OK does not form a dialog");
+            return;
+        };
+        // Every 2xx is acknowledged, even one we do not want.
+        let _ = self.endpoint.ack(dialog.ack(invite_seq), target).await;
+        let call = self.calls.get_mut(&key).expect("caller checked");
+        if call.attempts[index].outcome == AttemptOutcome::Answered {
+            // A retransmitted 2xx from the agent who answered (our ACK was lost): the
+            // ACK above was all it needed.
+            return;
+        }
+        if call.phase != Phase::Routing || !call.attempts[index].open {
+            // Another agent won (ring-all race) or the caller left: release this one.
+            let bye = dialog.request(Method::Bye);
+            if let Ok(tx) = self.endpoint.request(bye, target).await {
+                self.clients.insert(tx, Purpose::Bye);
+            }
+            let agent = call.attempts[index].agent.clone();
+            call.attempts[index].finish(AttemptOutcome::Cancelled, Some(resp.status));
+            self.board
+                .call_ended(&agent, Instant::now(), Duration::ZERO);
+            return;
+        }
+        let now = Stamp::now();
+        call.attempts[index].finish(AttemptOutcome::Answered, Some(resp.status));
+        call.answered = Some(now);
+        call.phase = Phase::Connected;
+        let agent = call.attempts[index].agent.clone();
+        call.record.agent = Some(agent.clone());
+        call.record.outcome = CallOutcome::Answered;
+        // Cancel everyone else still ringing for this call.
+        let losers = call.close_open_attempts();
+        // Media: the agent's answer tells where its RTP goes; the caller gets the
+        // same answer anchored on our caller-facing port.
+        let agent_sdp = std::str::from_utf8(&resp.body)
+            .ok()
+            .and_then(|b| Sdp::parse(b).ok());
+        call.media
+            .set_agent_remote(agent_sdp.as_ref().and_then(Sdp::audio_destination));
+        let mut answer = agent_sdp.unwrap_or_else(|| {
+            Sdp::parse(std::str::from_utf8(&call.caller_invite.body).unwrap_or(""))
+                .expect("offer parsed at call start")
+        });
+        answer.anchor(self.media_ip, call.media.caller_port());
+        let mut ok = response_to(&call.caller_invite, 200, None, Some(&call.caller_tag));
+        let contact = our_contact(
+            &self.endpoint,
+            call.caller_peer.protocol,
+            call.caller_peer.remote,
+        );
+        ok.headers.push(HeaderName::Contact, format!("<{contact}>"));
+        ok.headers.push(HeaderName::ContentType, "application/sdp");
+        ok.body = answer.to_string().into();
+        call.caller_dialog = Dialog::uas(&call.caller_invite, &ok, contact).ok();
+        self.by_call_id.insert(dialog.id.call_id.clone(), key);
+        call.agent_dialog = Some((dialog, target));
+        let rings = &self.config.rings;
+        call.sync_record(rings.cadence_ms, rings.target, rings.limit);
+        let caller_tx = call.caller_tx;
+        let ring_s = call.record.caller_ring_ms.unwrap_or(0) as f64 / 1000.0;
+        let violation = call.record.three_ring_ok == Some(false);
+        let record = call.record.clone();
+        let queue = call.queue.clone();
+        self.respond(caller_tx, ok).await;
+        tracing::info!(call = %record.id, %agent, rings = record.rings, caller_ring_ms = record.caller_ring_ms, "answered");
+        crate::metrics::agent_answered(&queue, &agent, ring_s, violation);
+        self.board.answered(&agent);
+        self.cancel_attempts(losers).await;
+        self.store.save(record).await;
+    }
+
+    /// Sends CANCEL for attempts closed by `Call::close_open_attempts` and frees their
+    /// agents.
+    pub(super) async fn cancel_attempts(&mut self, attempts: Vec<(ClientTx, String)>) {
+        for (tx, agent) in attempts {
+            let _ = self.endpoint.cancel(tx).await;
+            self.board.attempt_failed(&agent, false, 0);
+        }
+    }
+
+    /// An agent INVITE got no response at all (or the transport failed).
+    pub(super) async fn attempt_failed(&mut self, key: u64, index: usize) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(attempt) = call.attempts.get_mut(index) else {
+            return;
+        };
+        if attempt.open {
+            attempt.finish(AttemptOutcome::Failed, None);
+            let agent = attempt.agent.clone();
+            tracing::warn!(call = %call.record.id, %agent, "agent unreachable");
+            self.board.attempt_failed(&agent, false, 0);
+            let retry = self.config.queue(&call.queue).map_or(5000, |q| q.retry_ms);
+            self.board
+                .back_off(&agent, Instant::now() + Duration::from_millis(retry));
+        }
+        self.route(key).await;
+    }
+
+    /// ACKs and hangs up a 2xx that arrived for a call already gone.
+    pub(super) async fn release_late_answer(
+        &mut self,
+        invite: &Request,
+        target: Target,
+        resp: &Response,
+    ) {
+        let Ok(mut dialog) = Dialog::uac(invite, resp) else {
+            return;
+        };
+        let target = target_for_uri(&dialog.remote_target).unwrap_or(target);
+        let seq = invite.cseq().map_or(1, |c| c.seq);
+        let _ = self.endpoint.ack(dialog.ack(seq), target).await;
+        let bye = dialog.request(Method::Bye);
+        if let Ok(tx) = self.endpoint.request(bye, target).await {
+            self.clients.insert(tx, Purpose::Bye);
+        }
+    }
+
+    pub(super) async fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::RingTimeout {
+                call: key,
+                attempt: index,
+            } => {
+                let Some(call) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                let Some(attempt) = call.attempts.get_mut(index) else {
+                    return;
+                };
+                if !attempt.open || call.phase != Phase::Routing {
+                    return;
+                }
+                attempt.finish(AttemptOutcome::NoAnswer, None);
+                let (tx, agent) = (attempt.tx, attempt.agent.clone());
+                let pause_after = self
+                    .config
+                    .queue(&call.queue)
+                    .map_or(0, |q| q.auto_pause_after);
+                tracing::info!(call = %call.record.id, %agent, "ring-no-answer");
+                let _ = self.endpoint.cancel(tx).await;
+                self.board.attempt_failed(&agent, true, pause_after);
+                self.route(key).await;
+            }
+            Timer::MaxWait {
+                call: key,
+                generation,
+            } => {
+                let Some(call) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                if call.phase != Phase::Routing || call.wait_generation != generation {
+                    return;
+                }
+                let overflow = self
+                    .config
+                    .queue(&call.queue)
+                    .and_then(|q| q.overflow.clone());
+                let ringing = call.close_open_attempts();
+                self.cancel_attempts(ringing).await;
+                let call = self.calls.get_mut(&key).expect("present");
+                match overflow.and_then(|o| self.config.queue(&o).cloned()) {
+                    Some(next) => {
+                        tracing::info!(call = %call.record.id, from = %call.queue, to = %next.name, "overflow");
+                        call.queue = next.name.clone();
+                        call.record.queue = Some(next.name.clone());
+                        call.tried.clear();
+                        call.wait_generation += 1;
+                        let generation = call.wait_generation;
+                        self.timer(
+                            Duration::from_millis(next.max_wait_ms),
+                            Timer::MaxWait {
+                                call: key,
+                                generation,
+                            },
+                        );
+                        self.route(key).await;
+                    }
+                    None => {
+                        let resp = response_to(
+                            &call.caller_invite,
+                            480,
+                            Some("Temporarily Unavailable: no agent answered"),
+                            Some(&call.caller_tag),
+                        );
+                        let caller_tx = call.caller_tx;
+                        self.respond(caller_tx, resp).await;
+                        self.end_call(key, CallOutcome::NoAgent, HangupSide::System)
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The caller cancelled while ringing (the endpoint already answered 487).
+    pub(super) async fn abandon(&mut self, key: u64) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.phase != Phase::Routing {
+            return;
+        }
+        let ringing = call.close_open_attempts();
+        self.cancel_attempts(ringing).await;
+        self.end_call(key, CallOutcome::Abandoned, HangupSide::Caller)
+            .await;
+    }
+}
