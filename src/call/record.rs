@@ -119,6 +119,28 @@ pub struct AgentAttempt {
     pub sip_status: Option<u16>,
 }
 
+/// A stretch of a recording that was paused (silence), in ms from the recording's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PausedSpan {
+    pub start_ms: i64,
+    /// None while still paused.
+    pub end_ms: Option<i64>,
+}
+
+/// What is known about a call's recording file (`recording_path` says where it is).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordingMeta {
+    /// Hex SHA-256 of the whole WAV file, once it is closed (or repaired).
+    pub sha256: Option<String>,
+    /// Duration of the audio in the file.
+    pub duration_ms: Option<i64>,
+    pub bytes: Option<i64>,
+    /// The daemon stopped without closing the file (crash, kill -9): the file was
+    /// repaired at the next start and ends where the last checkpoint did.
+    pub interrupted: bool,
+    pub paused_spans: Vec<PausedSpan>,
+}
+
 /// Everything known about one call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
@@ -153,8 +175,9 @@ pub struct CallRecord {
     /// From answer to hang-up.
     pub talk_ms: Option<i64>,
     pub attempts: Vec<AgentAttempt>,
-    /// Recording file path relative to the recordings root (recording issue).
+    /// Recording file path relative to the recordings root (`YYYY/MM/DD/<id>.wav`).
     pub recording_path: Option<String>,
+    pub recording: RecordingMeta,
     pub survey_score: Option<i64>,
     /// Ticket ids linked to the call (tickets issue; `X-Ticket-ID` is kept here now).
     pub tickets: Vec<String>,

@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
-use crate::call::record::{AgentAttempt, CallRecord};
+use crate::call::record::{AgentAttempt, CallRecord, PausedSpan};
 use crate::store::CallFilter;
 
 /// Most calls one request may ask for; the store caps at the same number.
@@ -47,6 +47,14 @@ pub struct CallView {
     pub talk_ms: Option<i64>,
     /// URL of the recording, when there is one.
     pub recording: Option<String>,
+    /// Hex SHA-256 of the closed WAV file.
+    pub recording_sha256: Option<String>,
+    pub recording_ms: Option<i64>,
+    pub recording_bytes: Option<i64>,
+    /// The daemon died while recording; the file was repaired at the next start.
+    pub interrupted: bool,
+    /// Spans of the recording paused for sensitive data (silence), ms from its start.
+    pub paused_spans: Vec<PausedSpan>,
     pub survey_score: Option<i64>,
     pub tickets: Vec<String>,
 }
@@ -78,6 +86,11 @@ impl From<CallRecord> for CallView {
             hangup_side: call.hangup_side.map(|side| side.as_str()),
             attempts: call.attempts.iter().map(AttemptView::from).collect(),
             recording,
+            recording_sha256: call.recording.sha256,
+            recording_ms: call.recording.duration_ms,
+            recording_bytes: call.recording.bytes,
+            interrupted: call.recording.interrupted,
+            paused_spans: call.recording.paused_spans,
             id: call.id,
             sip_call_id: call.sip_call_id,
             caller: call.caller,

@@ -9,7 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError};
-use crate::call::record::{AgentAttempt, CallRecord, HangupSide};
+use crate::call::record::{AgentAttempt, CallRecord, HangupSide, RecordingMeta};
 
 /// Calls listed when the filter names no limit.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -39,13 +39,15 @@ pub struct CallFilter {
 
 const CALL_COLUMNS: &str = "id, sip_call_id, direction, caller, callee, queue, agent, \
      started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, rings, \
-     three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, survey_score";
+     three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, survey_score, \
+     recording_sha256, recording_ms, recording_bytes, interrupted, paused_spans";
 
 const UPSERT_CALL: &str = "INSERT INTO calls (id, sip_call_id, direction, caller, callee, \
      queue, agent, started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, \
      rings, three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, \
-     survey_score, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     survey_score, recording_sha256, recording_ms, recording_bytes, interrupted, \
+     paused_spans, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (id) DO UPDATE SET sip_call_id = excluded.sip_call_id, \
      direction = excluded.direction, caller = excluded.caller, callee = excluded.callee, \
      queue = excluded.queue, agent = excluded.agent, started_at = excluded.started_at, \
@@ -55,7 +57,9 @@ const UPSERT_CALL: &str = "INSERT INTO calls (id, sip_call_id, direction, caller
      over_limit = excluded.over_limit, outcome = excluded.outcome, \
      hangup_side = excluded.hangup_side, talk_ms = excluded.talk_ms, \
      recording_path = excluded.recording_path, survey_score = excluded.survey_score, \
-     updated_at = excluded.updated_at";
+     recording_sha256 = excluded.recording_sha256, recording_ms = excluded.recording_ms, \
+     recording_bytes = excluded.recording_bytes, interrupted = excluded.interrupted, \
+     paused_spans = excluded.paused_spans, updated_at = excluded.updated_at";
 
 const INSERT_ATTEMPT: &str = "INSERT INTO call_attempts (call_id, seq, agent, invited_at, \
      ring_started_at, ended_at, ring_ms, outcome, sip_status) \
@@ -156,6 +160,11 @@ async fn upsert_call_row(conn: &mut SqliteConnection, call: &CallRecord) -> Resu
         .bind(call.talk_ms)
         .bind(&call.recording_path)
         .bind(call.survey_score)
+        .bind(&call.recording.sha256)
+        .bind(call.recording.duration_ms)
+        .bind(call.recording.bytes)
+        .bind(call.recording.interrupted)
+        .bind(serde_json::to_string(&call.recording.paused_spans).unwrap_or_else(|_| "[]".into()))
         .bind(chrono::Utc::now().timestamp_millis())
         .execute(conn)
         .await?;
@@ -264,7 +273,20 @@ fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
     let direction: String = row.try_get("direction")?;
     let outcome: String = row.try_get("outcome")?;
     let hangup_side: Option<String> = row.try_get("hangup_side")?;
+    let paused: String = row.try_get("paused_spans")?;
+    let paused_spans = serde_json::from_str(&paused).map_err(|_| StoreError::Corrupt {
+        call_id: id.clone(),
+        column: "paused_spans",
+        value: paused.clone(),
+    })?;
     Ok(CallRecord {
+        recording: RecordingMeta {
+            sha256: row.try_get("recording_sha256")?,
+            duration_ms: row.try_get("recording_ms")?,
+            bytes: row.try_get("recording_bytes")?,
+            interrupted: row.try_get("interrupted")?,
+            paused_spans,
+        },
         direction: decode(&id, "direction", &direction)?,
         outcome: decode(&id, "outcome", &outcome)?,
         hangup_side: match hangup_side {

@@ -371,6 +371,7 @@ impl Controller {
             attempts: Vec::new(),
             recording_path: None,
             survey_score: None,
+            recording: Default::default(),
             tickets,
         };
         tracing::info!(call = %record.id, %queue, caller = %record.caller, "new call");
