@@ -7,6 +7,7 @@
 //! GET /metrics            Prometheus text (no auth)
 //! GET /api/calls          {"calls":[...]}, filters from/to/agent/queue/ticket/violation/limit
 //! GET /api/calls/{id}     one call, 404 if unknown
+//! GET /api/calls/{id}/recording   the WAV, with Range (206)
 //! ```
 //! Everything under `/api` needs `Authorization: Bearer <token>` (see [`auth`]). Errors
 //! are JSON `{"error": "..."}`, mapped from [`ApiError`] in one place.
@@ -15,6 +16,7 @@ mod auth;
 mod calls;
 mod error;
 mod health;
+mod recording;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/calls", get(calls::list))
         .route("/calls/{id}", get(calls::get))
+        .route("/calls/{id}/recording", get(recording::get))
         .fallback(error::api_not_found)
         // `layer`, not `route_layer`: unknown /api paths need a token too, so that they
         // cannot be used to probe which routes exist.
