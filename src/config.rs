@@ -57,6 +57,10 @@ pub struct SipConfig {
     /// Longest registration we grant; longer requests are shortened to it.
     #[serde(default = "default_max_register_expires")]
     pub max_register_expires: u32,
+    /// Addresses (IP or CIDR, e.g. `10.0.0.0/8`) of trusted trunks and IVRs: only their
+    /// `X-Record: no` and `X-Ticket-ID` headers are honoured. Default: loopback.
+    #[serde(default = "default_trusted_peers")]
+    pub trusted_peers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -212,6 +216,9 @@ pub struct QueueConfig {
     /// for this long (without it, a busy phone would be re-rung in a tight loop).
     #[serde(default = "default_retry_ms")]
     pub retry_ms: u64,
+    /// Record this queue's calls (both sides, stereo WAV). Default true.
+    #[serde(default = "default_record")]
+    pub record: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -270,6 +277,12 @@ fn default_t1_ms() -> u64 {
 }
 fn default_max_register_expires() -> u32 {
     3600
+}
+fn default_trusted_peers() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1".into()]
+}
+fn default_record() -> bool {
+    true
 }
 fn default_cadence_ms() -> u64 {
     5000
@@ -427,7 +440,23 @@ impl Config {
         self.sip.listen.iter().map(|l| l.parse()).collect()
     }
 
+    /// Is `ip` one of `[sip] trusted_peers`?
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.sip
+            .trusted_peers
+            .iter()
+            .any(|p| ip_matches(p, ip) == Some(true))
+    }
+
     fn check_sip(&self, problems: &mut Vec<ConfigProblem>) {
+        for (i, peer) in self.sip.trusted_peers.iter().enumerate() {
+            if ip_matches(peer, IpAddr::from([0, 0, 0, 0])).is_none() {
+                problems.push(ConfigProblem::new(
+                    format!("sip.trusted_peers[{i}]"),
+                    format!("{peer:?} is not an IP address or CIDR block"),
+                ));
+            }
+        }
         if self.sip.listen.is_empty() {
             problems.push(ConfigProblem::new(
                 "sip.listen",
@@ -761,5 +790,57 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "sip.listen");
         assert!(problems[0].message.contains("not supported yet"));
+    }
+}
+
+/// Whether `ip` falls in `spec` (an address or `address/prefix`); None if `spec` is
+/// malformed.
+fn ip_matches(spec: &str, ip: IpAddr) -> Option<bool> {
+    let (addr, prefix) = match spec.split_once('/') {
+        Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+        None => (spec.parse::<IpAddr>().ok()?, None),
+    };
+    Some(match (addr, ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) => {
+            let bits = prefix.unwrap_or(32);
+            if bits > 32 {
+                return None;
+            }
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            let bits = prefix.unwrap_or(128);
+            if bits > 128 {
+                return None;
+            }
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    #[test]
+    fn trusted_peers_match_addresses_and_blocks() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(ip_matches("127.0.0.0/8", ip("127.1.2.3")), Some(true));
+        assert_eq!(ip_matches("10.0.0.5", ip("10.0.0.6")), Some(false));
+        assert_eq!(ip_matches("::1", ip("::1")), Some(true));
+        assert_eq!(ip_matches("::1", ip("127.0.0.1")), Some(false));
+        assert_eq!(ip_matches("10.0.0.0/33", ip("10.0.0.1")), None);
+        assert_eq!(ip_matches("nonsense", ip("10.0.0.1")), None);
     }
 }

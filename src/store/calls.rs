@@ -94,6 +94,25 @@ impl Store {
         Ok(calls.pop())
     }
 
+    /// Calls with a recording that was never closed (no checksum): what a crash left
+    /// behind. The daemon repairs their files at start-up.
+    pub async fn unfinished_recordings(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CALL_COLUMNS} FROM calls \
+             WHERE recording_path IS NOT NULL AND recording_sha256 IS NULL ORDER BY started_at"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut calls = rows
+            .iter()
+            .map(call_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        attach_children(&mut tx, &mut calls).await?;
+        tx.commit().await?;
+        Ok(calls)
+    }
+
     /// Calls matching `filter`, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
