@@ -49,6 +49,16 @@ fn attempt_pairs(call: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `attempts` are exactly `want`, (agent, outcome) in the API's order.
+fn attempts_are(c: &mut Checks, call: &Value, want: &[(&str, &str)]) {
+    let got = attempt_pairs(call);
+    let shown: Vec<String> = want.iter().map(|(a, o)| format!("{a} {o}")).collect();
+    c.that(
+        got == pairs(want),
+        format!("attempts: expected [{}], got {got:?}", shown.join(", ")),
+    );
+}
+
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(a, o)| (a.to_string(), o.to_string()))
@@ -122,13 +132,7 @@ fn ring_timing(ring_ms: i64, rings: i64, three_ring_ok: bool) {
     c.int_in(&call, "caller_ring_ms", ring_ms - 50, ring_ms + 50);
     c.int_eq(&call, "rings", rings);
     c.bool_eq(&call, "three_ring_ok", three_ring_ok);
-    c.that(
-        attempt_pairs(&call) == pairs(&[("1001", "answered")]),
-        format!(
-            "attempts: expected [1001 answered], got {:?}",
-            attempt_pairs(&call)
-        ),
-    );
+    attempts_are(&mut c, &call, &[("1001", "answered")]);
     let attempt_ring = ring_ms_of(&call, "1001");
     c.that(
         attempt_ring.is_some_and(|ms| (ring_ms - 50..=ring_ms + 50).contains(&ms)),
@@ -158,31 +162,80 @@ fn ring_3100_ms_at_cadence_1000_is_four_rings_and_a_violation() {
 // Routing: no answer, busy, ring-all, abandon, no agent
 // ---------------------------------------------------------------------------------------
 
+/// An agent's SIPp in a two-agent test: its label, scenario and `-d` pause, if any.
+struct AgentPlay<'a> {
+    label: &'a str,
+    scenario: &'a str,
+    pause_ms: Option<u64>,
+}
+
+impl<'a> AgentPlay<'a> {
+    /// Plays `scenario` as written (no `-d`).
+    fn plays(label: &'a str, scenario: &'a str) -> Self {
+        AgentPlay {
+            label,
+            scenario,
+            pause_ms: None,
+        }
+    }
+
+    /// Rings for `ms`, then answers (`daemon_uas_answer.xml`).
+    fn answers_after(label: &'a str, ms: u64) -> Self {
+        AgentPlay {
+            label,
+            scenario: "daemon_uas_answer.xml",
+            pause_ms: Some(ms),
+        }
+    }
+}
+
+/// Agents 1001 (`first`) and 1002 (`second`) in `queues`, and one caller that talks for
+/// 1000 ms once answered; every SIPp run must succeed (`context` for the failure).
+/// Returns the call record and the caller's and the agents' runs.
+fn call_with_two_agents(
+    queues: Vec<QueueSpec>,
+    first: AgentPlay,
+    second: AgentPlay,
+    context: &str,
+) -> (Value, SippOutcome, SippOutcome, SippOutcome) {
+    let ports = Arc::new(PortBlock::new());
+    let (p1, p2) = (free_port(), free_port());
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", p1), AgentSpec::at("1002", p2)],
+        queues,
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    let spawn = |play: AgentPlay, port: u16| {
+        let agent = Sipp::agent(play.label, play.scenario, port, &ports);
+        match play.pause_ms {
+            Some(ms) => agent.pause_ms(ms).spawn(),
+            None => agent.spawn(),
+        }
+    };
+    let a1 = spawn(first, p1);
+    let a2 = spawn(second, p2);
+    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
+        .pause_ms(1000)
+        .run();
+    let a1 = a1.wait_at_most(AGENT_WAIT);
+    let a2 = a2.wait_at_most(AGENT_WAIT);
+    assert_all_ok(&[&caller, &a1, &a2], context);
+    let call = daemon.the_one_call();
+    (call, caller, a1, a2)
+}
+
 /// Two agents in list order under round-robin: the first call of a fresh daemon goes to
 /// 1001 first. `first` is 1001's scenario; 1002 answers after 300 ms.
 fn second_agent_answers(
     first: &str,
     ring_timeout_ms: u64,
 ) -> (Value, SippOutcome, SippOutcome, SippOutcome) {
-    let ports = Arc::new(PortBlock::new());
-    let (p1, p2) = (free_port(), free_port());
-    let spec = DaemonSpec::new(
-        vec![AgentSpec::at("1001", p1), AgentSpec::at("1002", p2)],
+    call_with_two_agents(
         vec![QueueSpec::consult("round-robin", &["1001", "1002"]).ring_timeout_ms(ring_timeout_ms)],
-    );
-    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
-    let a1 = Sipp::agent("agent 1001", first, p1, &ports).spawn();
-    let a2 = Sipp::agent("agent 1002", "daemon_uas_answer.xml", p2, &ports)
-        .pause_ms(300)
-        .spawn();
-    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
-        .pause_ms(1000)
-        .run();
-    let a1 = a1.wait_at_most(AGENT_WAIT);
-    let a2 = a2.wait_at_most(AGENT_WAIT);
-    assert_all_ok(&[&caller, &a1, &a2], "");
-    let call = daemon.the_one_call();
-    (call, caller, a1, a2)
+        AgentPlay::plays("agent 1001", first),
+        AgentPlay::answers_after("agent 1002", 300),
+        "",
+    )
 }
 
 #[test]
@@ -191,12 +244,10 @@ fn ring_no_answer_moves_to_the_next_agent() {
     let (call, caller, a1, a2) = second_agent_answers("daemon_uas_noanswer.xml", 1000);
     let mut c = Checks::new();
     answered_basics(&mut c, &call, "1002");
-    c.that(
-        attempt_pairs(&call) == pairs(&[("1001", "no-answer"), ("1002", "answered")]),
-        format!(
-            "attempts: expected [1001 no-answer, 1002 answered], got {:?}",
-            attempt_pairs(&call)
-        ),
+    attempts_are(
+        &mut c,
+        &call,
+        &[("1001", "no-answer"), ("1002", "answered")],
     );
     let first = ring_ms_of(&call, "1001");
     c.that(
@@ -212,13 +263,7 @@ fn busy_agent_moves_to_the_next_agent() {
     let (call, caller, a1, a2) = second_agent_answers("daemon_uas_busy.xml", 15_000);
     let mut c = Checks::new();
     answered_basics(&mut c, &call, "1002");
-    c.that(
-        attempt_pairs(&call) == pairs(&[("1001", "busy"), ("1002", "answered")]),
-        format!(
-            "attempts: expected [1001 busy, 1002 answered], got {:?}",
-            attempt_pairs(&call)
-        ),
-    );
+    attempts_are(&mut c, &call, &[("1001", "busy"), ("1002", "answered")]);
     c.finish(&call, &reports(&[&caller, &a1, &a2]));
 }
 
@@ -250,13 +295,7 @@ fn caller_abandons_while_the_agent_rings() {
     c.str_eq(&call, "queue", "consult");
     c.null(&call, "answered_at");
     c.present(&call, "ended_at");
-    c.that(
-        attempt_pairs(&call) == pairs(&[("1001", "cancelled")]),
-        format!(
-            "attempts: expected [1001 cancelled], got {:?}",
-            attempt_pairs(&call)
-        ),
-    );
+    attempts_are(&mut c, &call, &[("1001", "cancelled")]);
     let rang = ring_ms_of(&call, "1001");
     c.that(
         rang.is_some_and(|ms| (800..=1600).contains(&ms)),
@@ -268,39 +307,15 @@ fn caller_abandons_while_the_agent_rings() {
 #[test]
 fn ring_all_rings_both_agents_and_cancels_the_one_that_did_not_answer() {
     let _shared = timing_shared();
-    let ports = Arc::new(PortBlock::new());
-    let (p1, p2) = (free_port(), free_port());
-    let spec = DaemonSpec::new(
-        vec![AgentSpec::at("1001", p1), AgentSpec::at("1002", p2)],
+    let (call, caller, a1, a2) = call_with_two_agents(
         vec![QueueSpec::consult("ring-all", &["1001", "1002"])],
-    );
-    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
-    let a1 = Sipp::agent(
-        "agent 1001 (answers after 500 ms)",
-        "daemon_uas_answer.xml",
-        p1,
-        &ports,
-    )
-    .pause_ms(500)
-    .spawn();
-    let a2 = Sipp::agent(
-        "agent 1002 (rings until cancelled)",
-        "daemon_uas_noanswer.xml",
-        p2,
-        &ports,
-    )
-    .spawn();
-    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
-        .pause_ms(1000)
-        .run();
-    let a1 = a1.wait_at_most(AGENT_WAIT);
-    let a2 = a2.wait_at_most(AGENT_WAIT);
-    assert_all_ok(
-        &[&caller, &a1, &a2],
+        AgentPlay::answers_after("agent 1001 (answers after 500 ms)", 500),
+        AgentPlay::plays(
+            "agent 1002 (rings until cancelled)",
+            "daemon_uas_noanswer.xml",
+        ),
         "both agents must get the INVITE; 1002 must get a CANCEL when 1001 answers",
     );
-
-    let call = daemon.the_one_call();
     let mut c = Checks::new();
     answered_basics(&mut c, &call, "1001");
     let mut got = attempt_pairs(&call);
@@ -317,31 +332,39 @@ fn ring_all_rings_both_agents_and_cancels_the_one_that_did_not_answer() {
     c.finish(&call, &reports(&[&caller, &a1, &a2]));
 }
 
-#[test]
-fn no_agent_answering_gives_the_caller_480_after_max_wait() {
-    let _shared = timing_shared();
+/// Agent 1001 alone in `queue`, playing `scenario` for every call the daemon makes to it
+/// (up to 20), never takes the call: the caller must get its 480 (`daemon_uac_480.xml`).
+/// Returns the daemon, the caller's run and the agent's (killed once the caller is done).
+fn caller_gets_480(
+    queue: QueueSpec,
+    label: &str,
+    scenario: &str,
+) -> (Daemon, SippOutcome, SippOutcome) {
     let ports = Arc::new(PortBlock::new());
     let agent_port = free_port();
-    let spec = DaemonSpec::new(
-        vec![AgentSpec::at("1001", agent_port)],
-        vec![QueueSpec::consult("longest-idle", &["1001"])
-            .ring_timeout_ms(1000)
-            .max_wait_ms(3000)],
-    );
+    let spec = DaemonSpec::new(vec![AgentSpec::at("1001", agent_port)], vec![queue]);
     let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
-    // Rings without answering every time it is called (until cancelled), however often
-    // the daemon tries it again within max_wait_ms.
-    let agent = Sipp::agent(
-        "agent 1001 (never answers)",
-        "daemon_uas_noanswer.xml",
-        agent_port,
-        &ports,
-    )
-    .calls(20)
-    .spawn();
+    let agent = Sipp::agent(label, scenario, agent_port, &ports)
+        .calls(20)
+        .spawn();
     let caller = Sipp::caller("daemon_uac_480.xml", daemon.sip_addr(), &ports).run();
     let agent = agent.kill();
     assert_all_ok(&[&caller], &agent.report);
+    (daemon, caller, agent)
+}
+
+#[test]
+fn no_agent_answering_gives_the_caller_480_after_max_wait() {
+    let _shared = timing_shared();
+    // Rings without answering every time it is called (until cancelled), however often
+    // the daemon tries it again within max_wait_ms.
+    let (daemon, caller, agent) = caller_gets_480(
+        QueueSpec::consult("longest-idle", &["1001"])
+            .ring_timeout_ms(1000)
+            .max_wait_ms(3000),
+        "agent 1001 (never answers)",
+        "daemon_uas_noanswer.xml",
+    );
     assert!(
         caller.elapsed >= Duration::from_millis(2500),
         "the 480 came after {:?}, before max_wait_ms = 3000\n{}",
@@ -372,26 +395,13 @@ fn no_agent_answering_gives_the_caller_480_after_max_wait() {
 #[test]
 fn a_busy_agent_is_retried_only_after_retry_ms() {
     let _shared = timing_shared();
-    let ports = Arc::new(PortBlock::new());
-    let agent_port = free_port();
-    let spec = DaemonSpec::new(
-        vec![AgentSpec::at("1001", agent_port)],
-        vec![QueueSpec::consult("longest-idle", &["1001"])
+    let (daemon, caller, agent) = caller_gets_480(
+        QueueSpec::consult("longest-idle", &["1001"])
             .max_wait_ms(3000)
-            .retry_ms(1000)],
-    );
-    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
-    let agent = Sipp::agent(
+            .retry_ms(1000),
         "agent 1001 (always busy)",
         "daemon_uas_busy.xml",
-        agent_port,
-        &ports,
-    )
-    .calls(20)
-    .spawn();
-    let caller = Sipp::caller("daemon_uac_480.xml", daemon.sip_addr(), &ports).run();
-    let agent = agent.kill();
-    assert_all_ok(&[&caller], &agent.report);
+    );
     let call = daemon.the_one_call();
     let mut c = Checks::new();
     c.str_eq(&call, "outcome", "no_agent");
@@ -409,48 +419,25 @@ fn a_busy_agent_is_retried_only_after_retry_ms() {
 #[test]
 fn max_wait_overflows_to_the_next_queue() {
     let _shared = timing_shared();
-    let ports = Arc::new(PortBlock::new());
-    let (p1, p2) = (free_port(), free_port());
-    let spec = DaemonSpec::new(
-        vec![AgentSpec::at("1001", p1), AgentSpec::at("1002", p2)],
+    let (call, caller, a1, a2) = call_with_two_agents(
         vec![
             QueueSpec::consult("longest-idle", &["1001"])
                 .max_wait_ms(1500)
                 .overflow("complaints"),
             QueueSpec::named("complaints", "4008005678", "longest-idle", &["1002"]),
         ],
-    );
-    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
-    let a1 = Sipp::agent(
-        "agent 1001 (never answers)",
-        "daemon_uas_noanswer.xml",
-        p1,
-        &ports,
-    )
-    .spawn();
-    let a2 = Sipp::agent("agent 1002", "daemon_uas_answer.xml", p2, &ports)
-        .pause_ms(300)
-        .spawn();
-    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
-        .pause_ms(1000)
-        .run();
-    let a1 = a1.wait_at_most(AGENT_WAIT);
-    let a2 = a2.wait_at_most(AGENT_WAIT);
-    assert_all_ok(
-        &[&caller, &a1, &a2],
+        AgentPlay::plays("agent 1001 (never answers)", "daemon_uas_noanswer.xml"),
+        AgentPlay::answers_after("agent 1002", 300),
         "consult (1001 never answers) overflows to complaints (1002)",
     );
-    let call = daemon.the_one_call();
     let mut c = Checks::new();
     c.str_eq(&call, "outcome", "answered");
     c.str_eq(&call, "agent", "1002");
     c.str_eq(&call, "queue", "complaints");
-    c.that(
-        attempt_pairs(&call) == pairs(&[("1001", "cancelled"), ("1002", "answered")]),
-        format!(
-            "attempts: expected [1001 cancelled, 1002 answered], got {:?}",
-            attempt_pairs(&call)
-        ),
+    attempts_are(
+        &mut c,
+        &call,
+        &[("1001", "cancelled"), ("1002", "answered")],
     );
     // The caller heard ringing from 1001's first ring through the overflow to 1002's answer.
     let ring = int_field(&call, "caller_ring_ms");
@@ -466,95 +453,90 @@ fn max_wait_overflows_to_the_next_queue() {
 /// fail if either direction attribute is missing.
 #[test]
 fn hold_reinvite_passes_through_both_legs() {
-    let _shared = timing_shared();
-    let (call, caller, agent) = one_call(
-        Transport::Udp,
-        false,
-        "daemon_uac_reinvite.xml",
-        "daemon_uas_reinvite.xml",
-    );
-    check_hangup(&call, "caller", &caller, &agent);
+    answered_call(CALLER_HOLDS_THEN_HANGS_UP, Transport::Udp, Transport::Udp);
 }
 
 // ---------------------------------------------------------------------------------------
 // Who hangs up
 // ---------------------------------------------------------------------------------------
 
-/// One agent (1001); returns the record, the caller's and the agent's runs.
-fn one_call(
-    caller_transport: Transport,
-    agent_tcp: bool,
-    caller_scenario: &str,
-    agent_scenario: &str,
-) -> (Value, SippOutcome, SippOutcome) {
+/// How a one-agent call ends: who hangs up, and the caller's and the agent's scenarios
+/// that make it so (both talk for about 1500 ms).
+struct Ending {
+    side: &'static str,
+    caller: &'static str,
+    agent: &'static str,
+}
+
+/// The caller sends the BYE.
+const CALLER_HANGS_UP: Ending = Ending {
+    side: "caller",
+    caller: "daemon_uac.xml",
+    agent: "daemon_uas_answer.xml",
+};
+
+/// The agent sends the BYE.
+const AGENT_HANGS_UP: Ending = Ending {
+    side: "agent",
+    caller: "daemon_uac_wait_bye.xml",
+    agent: "daemon_uas_bye.xml",
+};
+
+/// The caller puts the call on hold (re-INVITE, a=sendonly), then sends the BYE.
+const CALLER_HOLDS_THEN_HANGS_UP: Ending = Ending {
+    side: "caller",
+    caller: "daemon_uac_reinvite.xml",
+    agent: "daemon_uas_reinvite.xml",
+};
+
+/// One call from a caller over `caller` to agent 1001 over `agent` (a TCP agent gets a
+/// TCP contact), who answers after 300 ms. The call must end answered by 1001 and hung up
+/// as `ending` says, with media both ways.
+fn answered_call(ending: Ending, caller: Transport, agent: Transport) {
+    let _shared = timing_shared();
     let ports = Arc::new(PortBlock::new());
     let agent_port = free_port();
-    let agent_spec = if agent_tcp {
-        AgentSpec::at_tcp("1001", agent_port)
-    } else {
-        AgentSpec::at("1001", agent_port)
+    let agent_spec = match agent {
+        Transport::Tcp => AgentSpec::at_tcp("1001", agent_port),
+        Transport::Udp => AgentSpec::at("1001", agent_port),
     };
     let spec = DaemonSpec::new(
         vec![agent_spec],
         vec![QueueSpec::consult("longest-idle", &["1001"])],
     );
     let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
-    let agent = Sipp::agent("agent 1001", agent_scenario, agent_port, &ports)
-        .transport(if agent_tcp {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        })
+    let agent_run = Sipp::agent("agent 1001", ending.agent, agent_port, &ports)
+        .transport(agent)
         .pause_ms(300)
         .spawn();
-    let caller = Sipp::caller(caller_scenario, daemon.sip_addr(), &ports)
-        .transport(caller_transport)
+    let caller_run = Sipp::caller(ending.caller, daemon.sip_addr(), &ports)
+        .transport(caller)
         .pause_ms(1500)
         .run();
-    let agent = agent.wait_at_most(AGENT_WAIT);
+    let agent_run = agent_run.wait_at_most(AGENT_WAIT);
     assert_all_ok(
-        &[&caller, &agent],
-        &format!(
-            "caller over {caller_transport:?}, agent over {}",
-            if agent_tcp { "TCP" } else { "UDP" }
-        ),
+        &[&caller_run, &agent_run],
+        &format!("caller over {caller:?}, agent over {}", agent.via()),
     );
     let call = daemon.the_one_call();
-    (call, caller, agent)
-}
 
-fn check_hangup(call: &Value, side: &str, caller: &SippOutcome, agent: &SippOutcome) {
     let mut c = Checks::new();
-    answered_basics(&mut c, call, "1001");
-    c.str_eq(call, "hangup_side", side);
+    answered_basics(&mut c, &call, "1001");
+    c.str_eq(&call, "hangup_side", ending.side);
     // The talk lasts about 1500 ms in both scenarios.
-    c.int_in(call, "talk_ms", 1000, 4000);
-    media_both_ways(&mut c, caller, agent);
-    c.finish(call, &reports(&[caller, agent]));
+    c.int_in(&call, "talk_ms", 1000, 4000);
+    media_both_ways(&mut c, &caller_run, &agent_run);
+    c.finish(&call, &reports(&[&caller_run, &agent_run]));
 }
 
 #[test]
 fn agent_hangs_up_first() {
-    let _shared = timing_shared();
-    let (call, caller, agent) = one_call(
-        Transport::Udp,
-        false,
-        "daemon_uac_wait_bye.xml",
-        "daemon_uas_bye.xml",
-    );
-    check_hangup(&call, "agent", &caller, &agent);
+    answered_call(AGENT_HANGS_UP, Transport::Udp, Transport::Udp);
 }
 
 #[test]
 fn caller_hangs_up_first() {
-    let _shared = timing_shared();
-    let (call, caller, agent) = one_call(
-        Transport::Udp,
-        false,
-        "daemon_uac.xml",
-        "daemon_uas_answer.xml",
-    );
-    check_hangup(&call, "caller", &caller, &agent);
+    answered_call(CALLER_HANGS_UP, Transport::Udp, Transport::Udp);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -563,36 +545,15 @@ fn caller_hangs_up_first() {
 
 #[test]
 fn tcp_caller_call_is_answered_and_the_caller_hangs_up() {
-    let _shared = timing_shared();
-    let (call, caller, agent) = one_call(
-        Transport::Tcp,
-        false,
-        "daemon_uac.xml",
-        "daemon_uas_answer.xml",
-    );
-    check_hangup(&call, "caller", &caller, &agent);
+    answered_call(CALLER_HANGS_UP, Transport::Tcp, Transport::Udp);
 }
 
 #[test]
 fn tcp_caller_gets_the_bye_when_the_agent_hangs_up() {
-    let _shared = timing_shared();
-    let (call, caller, agent) = one_call(
-        Transport::Tcp,
-        false,
-        "daemon_uac_wait_bye.xml",
-        "daemon_uas_bye.xml",
-    );
-    check_hangup(&call, "agent", &caller, &agent);
+    answered_call(AGENT_HANGS_UP, Transport::Tcp, Transport::Udp);
 }
 
 #[test]
 fn agent_with_a_tcp_contact_is_called_over_tcp() {
-    let _shared = timing_shared();
-    let (call, caller, agent) = one_call(
-        Transport::Udp,
-        true,
-        "daemon_uac.xml",
-        "daemon_uas_answer.xml",
-    );
-    check_hangup(&call, "caller", &caller, &agent);
+    answered_call(CALLER_HANGS_UP, Transport::Udp, Transport::Tcp);
 }

@@ -25,40 +25,32 @@ fn registering_daemon(ports: &Arc<PortBlock>) -> Daemon {
     Daemon::start_with_ports(&spec, Arc::clone(ports))
 }
 
-#[test]
-fn register_with_the_right_password_gets_200() {
+/// One REGISTER exchange by SIPp `scenario` against a fresh registering daemon; SIPp's
+/// run must succeed (its scenario expects the final status; `expected` says which).
+fn register_once(label: &str, scenario: &str, expected: &str) {
     let _shared = timing_shared();
     let ports = Arc::new(PortBlock::new());
     let daemon = registering_daemon(&ports);
-    let run = Sipp::client(
+    let run = Sipp::client(label, scenario, daemon.sip_addr(), &ports)
+        .timeout(Duration::from_secs(15))
+        .run();
+    assert_all_ok(&[&run], expected);
+}
+
+#[test]
+fn register_with_the_right_password_gets_200() {
+    register_once(
         "REGISTER 1001, right password",
         "daemon_register_ok.xml",
-        daemon.sip_addr(),
-        &ports,
-    )
-    .timeout(Duration::from_secs(15))
-    .run();
-    assert_all_ok(
-        &[&run],
         "REGISTER -> 401 -> REGISTER with credentials -> 200 expected",
     );
 }
 
 #[test]
 fn register_with_a_wrong_password_gets_403() {
-    let _shared = timing_shared();
-    let ports = Arc::new(PortBlock::new());
-    let daemon = registering_daemon(&ports);
-    let run = Sipp::client(
+    register_once(
         "REGISTER 1001, wrong password",
         "daemon_register_wrong.xml",
-        daemon.sip_addr(),
-        &ports,
-    )
-    .timeout(Duration::from_secs(15))
-    .run();
-    assert_all_ok(
-        &[&run],
         "REGISTER -> 401 -> REGISTER with a wrong password -> 403 expected",
     );
 }

@@ -1,0 +1,245 @@
+//! What a test config holds (agents, queues, ring and grace settings) and where one daemon
+//! instance lives (ports, temp dir), written out as the daemon's TOML config.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::QUEUE_NUMBER;
+
+// ---------------------------------------------------------------------------------------
+// TOML text
+// ---------------------------------------------------------------------------------------
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+// ---------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub struct AgentSpec {
+    pub id: String,
+    pub name: String,
+    pub contact: Option<String>,
+    pub password: Option<String>,
+}
+
+impl AgentSpec {
+    /// An agent reached at a fixed contact, a SIPp UAS on `port` (UDP).
+    pub fn at(id: &str, port: u16) -> AgentSpec {
+        AgentSpec {
+            id: id.into(),
+            name: format!("Agent {id}"),
+            contact: Some(format!("sip:{id}@127.0.0.1:{port}")),
+            password: None,
+        }
+    }
+
+    /// An agent reached at a fixed TCP contact.
+    pub fn at_tcp(id: &str, port: u16) -> AgentSpec {
+        AgentSpec {
+            contact: Some(format!("sip:{id}@127.0.0.1:{port};transport=tcp")),
+            ..AgentSpec::at(id, port)
+        }
+    }
+
+    /// An agent that registers with digest auth (no fixed contact).
+    pub fn registering(id: &str, password: &str) -> AgentSpec {
+        AgentSpec {
+            id: id.into(),
+            name: format!("Agent {id}"),
+            contact: None,
+            password: Some(password.into()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    pub name: String,
+    pub numbers: Vec<String>,
+    pub strategy: String,
+    pub agents: Vec<String>,
+    pub ring_timeout_ms: u64,
+    pub max_wait_ms: u64,
+    pub wrap_up_ms: u64,
+    /// Written only when set (the daemon's default applies otherwise).
+    pub retry_ms: Option<u64>,
+    pub overflow: Option<String>,
+}
+
+impl QueueSpec {
+    /// Queue "consult" on [`QUEUE_NUMBER`] with these agents, in this order.
+    pub fn consult(strategy: &str, agents: &[&str]) -> QueueSpec {
+        QueueSpec::named("consult", QUEUE_NUMBER, strategy, agents)
+    }
+
+    /// Any queue, on one number.
+    pub fn named(name: &str, number: &str, strategy: &str, agents: &[&str]) -> QueueSpec {
+        QueueSpec {
+            name: name.into(),
+            numbers: vec![number.into()],
+            strategy: strategy.into(),
+            agents: agents.iter().map(|a| a.to_string()).collect(),
+            ring_timeout_ms: 15_000,
+            max_wait_ms: 120_000,
+            wrap_up_ms: 0,
+            retry_ms: None,
+            overflow: None,
+        }
+    }
+
+    pub fn overflow(mut self, queue: &str) -> Self {
+        self.overflow = Some(queue.into());
+        self
+    }
+
+    pub fn ring_timeout_ms(mut self, ms: u64) -> Self {
+        self.ring_timeout_ms = ms;
+        self
+    }
+
+    pub fn max_wait_ms(mut self, ms: u64) -> Self {
+        self.max_wait_ms = ms;
+        self
+    }
+
+    pub fn retry_ms(mut self, ms: u64) -> Self {
+        self.retry_ms = Some(ms);
+        self
+    }
+}
+
+/// What a test config holds besides ports and paths (which the daemon harness fills in).
+#[derive(Clone, Debug)]
+pub struct DaemonSpec {
+    pub cadence_ms: u64,
+    pub target: u32,
+    pub limit: u32,
+    pub grace_ms: u64,
+    pub t1_ms: u64,
+    pub agents: Vec<AgentSpec>,
+    pub queues: Vec<QueueSpec>,
+}
+
+impl DaemonSpec {
+    pub fn new(agents: Vec<AgentSpec>, queues: Vec<QueueSpec>) -> DaemonSpec {
+        DaemonSpec {
+            cadence_ms: 1000,
+            target: 3,
+            limit: 5,
+            grace_ms: 2000,
+            t1_ms: 500,
+            agents,
+            queues,
+        }
+    }
+
+    pub fn grace_ms(mut self, ms: u64) -> Self {
+        self.grace_ms = ms;
+        self
+    }
+}
+
+/// Ports and paths of one daemon instance.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub sip_port: u16,
+    pub http_port: u16,
+    pub rtp: (u16, u16),
+    pub dir: PathBuf,
+}
+
+/// SHA-256 of `token`, lower-case hex: what `[[http.tokens]] token_sha256` holds.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The TOML config, with the key names of the contract.
+pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
+    let dir = at.dir.display().to_string();
+    let mut t = String::new();
+    let _ = writeln!(t, "[sip]");
+    let _ = writeln!(
+        t,
+        "listen = {}",
+        toml_list(&[
+            format!("udp:127.0.0.1:{}", at.sip_port),
+            format!("tcp:127.0.0.1:{}", at.sip_port)
+        ])
+    );
+    let _ = writeln!(t, "realm = \"threering\"");
+    let _ = writeln!(t, "t1_ms = {}", spec.t1_ms);
+    let _ = writeln!(t, "\n[media]");
+    let _ = writeln!(t, "address = \"127.0.0.1\"");
+    let _ = writeln!(t, "rtp_ports = [{}, {}]", at.rtp.0, at.rtp.1);
+    let _ = writeln!(t, "\n[http]");
+    let _ = writeln!(t, "listen = \"127.0.0.1:{}\"", at.http_port);
+    let _ = writeln!(t, "\n[[http.tokens]]");
+    let _ = writeln!(t, "name = \"test\"");
+    let _ = writeln!(t, "role = \"admin\"");
+    let _ = writeln!(t, "token_sha256 = {}", toml_str(&token_sha256(token)));
+    let _ = writeln!(t, "\n[store]");
+    let _ = writeln!(
+        t,
+        "database = {}",
+        toml_str(&format!("sqlite://{dir}/t.db"))
+    );
+    let _ = writeln!(t, "recordings = {}", toml_str(&format!("{dir}/rec")));
+    let _ = writeln!(t, "\n[rings]");
+    let _ = writeln!(t, "cadence_ms = {}", spec.cadence_ms);
+    let _ = writeln!(t, "target = {}", spec.target);
+    let _ = writeln!(t, "limit = {}", spec.limit);
+    let _ = writeln!(t, "\n[daemon]");
+    let _ = writeln!(t, "grace_ms = {}", spec.grace_ms);
+    for a in &spec.agents {
+        let _ = writeln!(t, "\n[[agents]]");
+        let _ = writeln!(t, "id = {}", toml_str(&a.id));
+        let _ = writeln!(t, "name = {}", toml_str(&a.name));
+        if let Some(c) = &a.contact {
+            let _ = writeln!(t, "contact = {}", toml_str(c));
+        }
+        if let Some(p) = &a.password {
+            let _ = writeln!(t, "password = {}", toml_str(p));
+        }
+    }
+    for q in &spec.queues {
+        let _ = writeln!(t, "\n[[queues]]");
+        let _ = writeln!(t, "name = {}", toml_str(&q.name));
+        let _ = writeln!(t, "numbers = {}", toml_list(&q.numbers));
+        let _ = writeln!(t, "strategy = {}", toml_str(&q.strategy));
+        let _ = writeln!(t, "agents = {}", toml_list(&q.agents));
+        let _ = writeln!(t, "ring_timeout_ms = {}", q.ring_timeout_ms);
+        let _ = writeln!(t, "max_wait_ms = {}", q.max_wait_ms);
+        if let Some(retry) = q.retry_ms {
+            let _ = writeln!(t, "retry_ms = {retry}");
+        }
+        if let Some(overflow) = &q.overflow {
+            let _ = writeln!(t, "overflow = {}", toml_str(overflow));
+        }
+        let _ = writeln!(t, "wrap_up_ms = {}", q.wrap_up_ms);
+    }
+    t
+}
