@@ -50,6 +50,7 @@ pub async fn run(
     let config = Arc::new(config);
     let root = CancellationToken::new();
     let store = Store::open(&config.store.database).await?;
+    repair_recordings(&store, &config.store.recordings).await?;
     let (writer, writer_task) = StoreWriter::spawn(store.clone(), 1024);
     let metrics = crate::metrics::install();
 
@@ -90,6 +91,7 @@ pub async fn run(
             source,
         })?;
     let ready = Arc::new(AtomicBool::new(false));
+    let (control_tx, control_rx) = mpsc::channel(64);
     let state = AppState {
         store: store.clone(),
         tokens: config.http.tokens.clone(),
@@ -97,6 +99,7 @@ pub async fn run(
         ready: ready.clone(),
         rings: config.rings.clone(),
         recordings: config.store.recordings.clone(),
+        control: Some(control_tx.clone()),
     };
     let http_token = root.child_token();
     let http_stop = http_token.clone();
@@ -112,7 +115,6 @@ pub async fn run(
         }
     });
 
-    let (control_tx, control_rx) = mpsc::channel(4);
     let controller = Controller::new(
         config.clone(),
         endpoint.clone(),
@@ -149,5 +151,64 @@ pub async fn run(
     let _ = http_task.await;
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Start-up after a crash: every recording left open is repaired (its WAV header made to
+/// match the audio that reached the disk) and its call marked `interrupted`, keeping the
+/// audio. Files no record points at are repaired too.
+async fn repair_recordings(store: &Store, root: &std::path::Path) -> Result<(), DaemonError> {
+    use crate::call::record::{CallOutcome, HangupSide};
+    use crate::recording::{repair, repair_all, summarize};
+    for mut call in store.unfinished_recordings().await? {
+        let Some(relative) = call.recording_path.clone() else {
+            continue;
+        };
+        let path = root.join(&relative);
+        let checked = tokio::task::spawn_blocking(move || match repair(&path) {
+            Ok(Some(summary)) => Ok(summary),
+            Ok(None) => summarize(&path),
+            Err(e) => Err(e),
+        })
+        .await;
+        match checked {
+            Ok(Ok(summary)) => {
+                call.recording.sha256 = Some(summary.sha256);
+                call.recording.duration_ms = Some(summary.duration_ms as i64);
+                call.recording.bytes = Some(summary.bytes as i64);
+                if call.ended_at.is_none() {
+                    call.talk_ms = Some(summary.duration_ms as i64);
+                    call.ended_at = call.answered_at.map(|a| a + summary.duration_ms as i64);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(call = %call.id, error = %e, "interrupted recording could not be repaired")
+            }
+            Err(e) => tracing::error!(call = %call.id, error = %e, "recording repair failed"),
+        }
+        call.recording.interrupted = true;
+        if call.outcome == CallOutcome::Active {
+            call.outcome = CallOutcome::Answered;
+        }
+        if call.hangup_side.is_none() {
+            call.hangup_side = Some(HangupSide::System);
+        }
+        tracing::warn!(call = %call.id, recording = %relative, "recording was interrupted; repaired and kept");
+        store.save_call(&call).await?;
+    }
+    let root = root.to_path_buf();
+    if let Ok(results) = tokio::task::spawn_blocking(move || repair_all(root)).await {
+        for (path, result) in results {
+            match result {
+                Ok(Some(_)) => {
+                    tracing::warn!(path = %path.display(), "repaired a recording no call points at")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "recording could not be repaired")
+                }
+            }
+        }
+    }
     Ok(())
 }

@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod recording;
 pub mod sip;
 pub mod store;

@@ -23,6 +23,7 @@ const CALLS: &str = "threering_calls_total";
 const VIOLATIONS: &str = "threering_three_ring_violations_total";
 const ACTIVE_CALLS: &str = "threering_active_calls";
 const SIP_PARSE_ERRORS: &str = "threering_sip_parse_errors_total";
+const RECORDING_FAILURES: &str = "threering_recording_failures_total";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -80,6 +81,10 @@ fn describe() {
     );
     describe_gauge!(ACTIVE_CALLS, "Calls in progress (ringing or talking)");
     describe_counter!(
+        RECORDING_FAILURES,
+        "Answered calls whose recording could not be started (the call went on unrecorded)"
+    );
+    describe_counter!(
         SIP_PARSE_ERRORS,
         "SIP messages that could not be parsed (answered 400 or dropped)"
     );
@@ -109,4 +114,9 @@ pub fn active_calls(n: usize) {
 /// One SIP message could not be parsed.
 pub fn sip_parse_errors() {
     counter!(SIP_PARSE_ERRORS).increment(1);
+}
+
+/// A call that should have been recorded could not be (disk full, permissions): an alarm.
+pub fn recording_failed() {
+    counter!(RECORDING_FAILURES).increment(1);
 }

@@ -138,6 +138,7 @@ async fn start() -> Server {
         ready: ready.clone(),
         rings: RingsConfig::default(),
         recordings: dir.path().join("recordings"),
+        control: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

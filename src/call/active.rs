@@ -112,6 +112,10 @@ pub struct Call {
     pub agent_dialog: Option<(Dialog, Target)>,
     /// Bumped on overflow so the old queue's max-wait timer is ignored.
     pub wait_generation: u32,
+    /// Record this call when it is answered (queue policy and `X-Record`).
+    pub recording_wanted: bool,
+    /// The recording in progress, from the answer on.
+    pub recorder: Option<crate::recording::Recorder>,
 }
 
 impl Call {

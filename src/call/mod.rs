@@ -8,4 +8,4 @@ pub mod controller;
 pub mod record;
 pub mod routing;
 
-pub use controller::{Control, Controller};
+pub use controller::{Control, Controller, RecordingRefused};

@@ -19,6 +19,10 @@ pub enum ApiError {
     NotFound { what: String },
     #[error("query parameter {param}: {message}")]
     BadParam { param: String, message: String },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error("{message}")]
+    Unavailable { message: String },
     /// The detail goes to the log, not to the client.
     #[error("internal error")]
     Store(#[from] StoreError),
@@ -33,6 +37,14 @@ impl IntoResponse for ApiError {
             ApiError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
             }
+            ApiError::Conflict { .. } => {
+                (StatusCode::CONFLICT, Json(json!({ "error": message }))).into_response()
+            }
+            ApiError::Unavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": message })),
+            )
+                .into_response(),
             ApiError::BadParam { param, .. } => (
                 StatusCode::BAD_REQUEST,
                 Json(json!({ "error": message, "parameter": param })),

@@ -8,6 +8,7 @@
 //! GET /api/calls          {"calls":[...]}, filters from/to/agent/queue/ticket/violation/limit
 //! GET /api/calls/{id}     one call, 404 if unknown
 //! GET /api/calls/{id}/recording   the WAV, with Range (206)
+//! POST /api/calls/{id}/recording/pause | resume   for card numbers and the like
 //! ```
 //! Everything under `/api` needs `Authorization: Bearer <token>` (see [`auth`]). Errors
 //! are JSON `{"error": "..."}`, mapped from [`ApiError`] in one place.
@@ -24,7 +25,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -49,8 +50,11 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The ring rule in force (for the reports and wallboard to come).
     pub rings: RingsConfig,
-    /// Recordings root (for `/api/calls/{id}/recording`, with the recording issue).
+    /// Recordings root (for `/api/calls/{id}/recording`).
     pub recordings: PathBuf,
+    /// Call control, for the few API calls that act on a call in progress (pause and
+    /// resume a recording). None where no calls run (tests of the read-only API).
+    pub control: Option<tokio::sync::mpsc::Sender<crate::call::Control>>,
 }
 
 /// All routes. Public so tests (and later the UI pages) can mount it.
@@ -59,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/calls", get(calls::list))
         .route("/calls/{id}", get(calls::get))
         .route("/calls/{id}/recording", get(recording::get))
+        .route("/calls/{id}/recording/pause", post(recording::pause))
+        .route("/calls/{id}/recording/resume", post(recording::resume))
         .fallback(error::api_not_found)
         // `layer`, not `route_layer`: unknown /api paths need a token too, so that they
         // cannot be used to probe which routes exist.

@@ -12,6 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::{ApiError, AppState};
+use crate::call::{Control, RecordingRefused};
+use axum::Json;
+use serde_json::json;
 
 /// A requested byte range, resolved against the file length: `start..=end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +123,47 @@ pub async fn get(
     Ok(response
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+/// `POST /api/calls/{id}/recording/pause`: the recording is silence from now on.
+pub async fn pause(state: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
+    set_paused(state, id, true).await
+}
+
+/// `POST /api/calls/{id}/recording/resume`.
+pub async fn resume(state: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
+    set_paused(state, id, false).await
+}
+
+async fn set_paused(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    pause: bool,
+) -> Result<Response, ApiError> {
+    let unavailable = || ApiError::Unavailable {
+        message: "call control is not running".into(),
+    };
+    let control = state.control.as_ref().ok_or_else(unavailable)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    control
+        .send(Control::Recording {
+            call_id: id.clone(),
+            pause,
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    match answer.await.map_err(|_| unavailable())? {
+        Ok(spans) => {
+            Ok(Json(json!({ "id": id, "paused": pause, "paused_spans": spans })).into_response())
+        }
+        Err(RecordingRefused::NoSuchCall) => Err(ApiError::NotFound {
+            what: format!("call in progress {id}"),
+        }),
+        Err(e @ RecordingRefused::NotRecording) => Err(ApiError::Conflict {
+            message: e.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -218,14 +218,42 @@ impl Controller {
             Purpose::Attempt { call, .. } | Purpose::Relay { call, .. } => *call != key,
             Purpose::Bye | Purpose::Orphan { .. } => true,
         });
-        let record = call.record;
+        let mut record = call.record;
         tracing::info!(call = %record.id, outcome = record.outcome.as_str(), hangup = ?record.hangup_side, talk_ms = record.talk_ms, "call ended");
         crate::metrics::call_ended(
             record.queue.as_deref().unwrap_or(""),
             record.outcome.as_str(),
         );
         crate::metrics::active_calls(self.calls.len());
-        self.store.save(record).await;
+        match call.recorder {
+            // Closing the file (padding, fsync, checksum) happens off this task; the
+            // record is written once the recording's details are known.
+            Some(recorder) => {
+                let store = self.store.clone();
+                self.finalizers.spawn(async move {
+                    match recorder.stop().await {
+                        Ok(summary) => {
+                            record.recording.sha256 = Some(summary.sha256);
+                            record.recording.duration_ms = Some(summary.duration_ms as i64);
+                            record.recording.bytes = Some(summary.bytes as i64);
+                            record.recording.paused_spans = summary
+                                .paused_spans
+                                .into_iter()
+                                .map(|(start, end)| PausedSpan {
+                                    start_ms: start as i64,
+                                    end_ms: end.map(|e| e as i64),
+                                })
+                                .collect();
+                        }
+                        Err(e) => {
+                            tracing::error!(call = %record.id, error = %e, "recording could not be closed");
+                        }
+                    }
+                    store.save(record).await;
+                });
+            }
+            None => self.store.save(record).await,
+        }
     }
 
     /// Shutdown: every call ends now, by the system.

@@ -16,7 +16,7 @@
 
 use super::active::{Attempt, Call, Phase, Stamp};
 use super::agents::AgentBoard;
-use super::record::{AttemptOutcome, CallOutcome, CallRecord, Direction, HangupSide};
+use super::record::{AttemptOutcome, CallOutcome, CallRecord, Direction, HangupSide, PausedSpan};
 use super::routing::pick_agents;
 use crate::config::Config;
 use crate::media::sdp::Sdp;
@@ -66,10 +66,26 @@ enum Purpose {
     },
 }
 
-/// Commands from outside the controller (the daemon's shutdown).
+/// Commands from outside the controller (the daemon's shutdown, the API).
 pub enum Control {
     /// Stop taking calls; end the rest after `grace`.
     Drain { grace: Duration },
+    /// Pause (or resume) the recording of a connected call, by its record id: the
+    /// paused span is silence. Answers with the call's paused spans so far.
+    Recording {
+        call_id: String,
+        pause: bool,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<PausedSpan>, RecordingRefused>>,
+    },
+}
+
+/// Why a pause/resume was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordingRefused {
+    #[error("no call in progress with that id")]
+    NoSuchCall,
+    #[error("the call is not being recorded")]
+    NotRecording,
 }
 
 pub struct Controller {
@@ -92,6 +108,8 @@ pub struct Controller {
     next_key: u64,
     next_seq: u64,
     drain_until: Option<Instant>,
+    /// Recordings being closed (off this task); awaited before the store closes.
+    finalizers: tokio::task::JoinSet<()>,
     cancel: CancellationToken,
 }
 
@@ -149,6 +167,7 @@ impl Controller {
             next_key: 1,
             next_seq: 1,
             drain_until: None,
+            finalizers: tokio::task::JoinSet::new(),
             cancel,
         }
     }
@@ -173,6 +192,9 @@ impl Controller {
                         tracing::info!(calls = self.calls.len(), grace_ms = grace.as_millis() as u64, "draining: new calls are refused");
                         self.drain_until = Some(Instant::now() + grace);
                     }
+                    Control::Recording { call_id, pause, reply } => {
+                        let _ = reply.send(self.pause_recording(&call_id, pause));
+                    }
                 },
                 _ = tick.tick() => self.route_waiting().await,
             }
@@ -189,7 +211,33 @@ impl Controller {
         if !self.calls.is_empty() {
             self.end_all().await;
         }
+        // Recordings still being closed write their calls' records when done.
+        while self.finalizers.join_next().await.is_some() {}
         self.store.close().await;
+    }
+
+    /// Pauses or resumes a connected call's recording.
+    fn pause_recording(
+        &mut self,
+        call_id: &str,
+        pause: bool,
+    ) -> Result<Vec<PausedSpan>, RecordingRefused> {
+        let call = self
+            .calls
+            .values_mut()
+            .find(|c| c.record.id == call_id && c.phase == Phase::Connected)
+            .ok_or(RecordingRefused::NoSuchCall)?;
+        let recorder = call
+            .recorder
+            .as_ref()
+            .ok_or(RecordingRefused::NotRecording)?;
+        if pause {
+            recorder.pause();
+        } else {
+            recorder.resume();
+        }
+        tracing::info!(call = %call_id, pause, "recording paused/resumed");
+        Ok(paused_spans(recorder))
     }
 
     fn timer(&self, after: Duration, timer: Timer) {
@@ -344,11 +392,17 @@ impl Controller {
             .header_from()
             .and_then(|f| f.uri.user())
             .unwrap_or_else(|| "anonymous".to_owned());
-        let tickets = req
-            .headers
-            .get(&HeaderName::Other("X-Ticket-ID".into()))
-            .map(|t| vec![t.trim().to_owned()])
-            .unwrap_or_default();
+        // Headers that steer the call are honoured only from trusted trunks and IVRs.
+        let trusted = self.config.is_trusted(peer.remote.ip());
+        let header = |name: &str| {
+            req.headers
+                .get(&HeaderName::Other(name.into()))
+                .map(|v| v.trim().to_owned())
+                .filter(|_| trusted)
+        };
+        let tickets: Vec<String> = header("X-Ticket-ID").into_iter().collect();
+        let record_call = self.config.queue(&queue).is_some_and(|q| q.record)
+            && !header("X-Record").is_some_and(|v| v.eq_ignore_ascii_case("no"));
         let record = CallRecord {
             id,
             sip_call_id: sip_call_id.clone(),
@@ -396,6 +450,8 @@ impl Controller {
                 tried: Default::default(),
                 agent_dialog: None,
                 wait_generation: 0,
+                recording_wanted: record_call,
+                recorder: None,
             },
         );
         self.by_caller_tx.insert(tx, key);
@@ -410,4 +466,16 @@ impl Controller {
         );
         self.route(key).await;
     }
+}
+
+/// The recorder's paused spans as the record keeps them.
+fn paused_spans(recorder: &crate::recording::Recorder) -> Vec<PausedSpan> {
+    recorder
+        .paused_spans()
+        .into_iter()
+        .map(|(start, end)| PausedSpan {
+            start_ms: start as i64,
+            end_ms: end.map(|e| e as i64),
+        })
+        .collect()
 }

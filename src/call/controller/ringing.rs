@@ -280,6 +280,16 @@ impl Controller {
             .and_then(|b| Sdp::parse(b).ok());
         call.media
             .set_agent_remote(agent_sdp.as_ref().and_then(Sdp::audio_destination));
+        if call.recording_wanted {
+            let offer = std::str::from_utf8(&call.caller_invite.body)
+                .ok()
+                .and_then(|b| Sdp::parse(b).ok());
+            start_recording(
+                call,
+                &self.config.store.recordings,
+                [offer.as_ref(), agent_sdp.as_ref()],
+            );
+        }
         let mut answer = agent_sdp.unwrap_or_else(|| {
             Sdp::parse(std::str::from_utf8(&call.caller_invite.body).unwrap_or(""))
                 .expect("offer parsed at call start")
@@ -449,5 +459,43 @@ impl Controller {
         self.cancel_attempts(ringing).await;
         self.end_call(key, CallOutcome::Abandoned, HangupSide::Caller)
             .await;
+    }
+}
+
+/// Starts recording an answered call into `root/YYYY/MM/DD/<id>.wav`. A recording that
+/// cannot start (disk full, permissions) leaves the call unrecorded, with an error in the
+/// log: the call itself goes on.
+fn start_recording(call: &mut Call, root: &std::path::Path, sdps: [Option<&Sdp>; 2]) {
+    use crate::recording::{recording_path, Codec, Recorder, RecorderConfig};
+    let today = chrono::Utc::now().date_naive();
+    let path = recording_path(root, today, &call.record.id);
+    let mut config = RecorderConfig::new(&path);
+    // Dynamic payload types named PCMU/PCMA in either side's SDP decode too.
+    for sdp in sdps.into_iter().flatten() {
+        for (pt, encoding) in sdp.audio_formats() {
+            let codec = encoding
+                .as_deref()
+                .and_then(|e| e.split('/').next())
+                .and_then(Codec::from_encoding_name);
+            if let Some(codec) = codec {
+                if !config.codecs.iter().any(|(p, _)| *p == pt) {
+                    config.codecs.push((pt, codec));
+                }
+            }
+        }
+    }
+    match Recorder::start(config) {
+        Ok((recorder, tap)) => {
+            call.media.set_tap(Some(tap));
+            call.record.recording_path = path
+                .strip_prefix(root)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
+            call.recorder = Some(recorder);
+        }
+        Err(e) => {
+            tracing::error!(call = %call.record.id, error = %e, "recording failed to start: the call goes on unrecorded");
+            crate::metrics::recording_failed();
+        }
     }
 }
