@@ -35,6 +35,8 @@ pub struct Config {
     #[serde(default)]
     pub daemon: DaemonConfig,
     #[serde(default)]
+    pub survey: SurveyConfig,
+    #[serde(default)]
     pub agents: Vec<AgentConfig>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
@@ -122,6 +124,46 @@ pub struct StoreConfig {
     pub database: String,
     /// Root directory of the recordings.
     pub recordings: PathBuf,
+}
+
+/// The post-call satisfaction survey (`对客户进行满意度调查`): when the agent hangs up, the
+/// caller stays on the line, hears `prompt`, and the first key 1–5 is the score.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyConfig {
+    /// Survey callers when the agent hangs up first (queues may override). Default true.
+    #[serde(default = "default_survey_enabled")]
+    pub enabled: bool,
+    /// How long to wait for a key after the prompt, in ms.
+    #[serde(default = "default_survey_timeout_ms")]
+    pub timeout_ms: u64,
+    /// 8 kHz mono 16-bit WAV files; the built-in prompts when absent.
+    #[serde(default)]
+    pub prompt: Option<PathBuf>,
+    #[serde(default)]
+    pub invalid_prompt: Option<PathBuf>,
+    #[serde(default)]
+    pub thanks_prompt: Option<PathBuf>,
+}
+
+impl Default for SurveyConfig {
+    fn default() -> Self {
+        SurveyConfig {
+            enabled: default_survey_enabled(),
+            timeout_ms: default_survey_timeout_ms(),
+            prompt: None,
+            invalid_prompt: None,
+            thanks_prompt: None,
+        }
+    }
+}
+
+fn default_survey_enabled() -> bool {
+    true
+}
+
+fn default_survey_timeout_ms() -> u64 {
+    10_000
 }
 
 /// The three-ring rule (DESIGN.md "Ring timing").
@@ -219,6 +261,9 @@ pub struct QueueConfig {
     /// Record this queue's calls (both sides, stereo WAV). Default true.
     #[serde(default = "default_record")]
     pub record: bool,
+    /// Survey this queue's callers after the agent hangs up; `[survey] enabled` if absent.
+    #[serde(default)]
+    pub survey: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
