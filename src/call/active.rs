@@ -41,6 +41,8 @@ pub enum Phase {
     /// Looking for an agent: attempts ringing or waiting for one to be free.
     Routing,
     Connected,
+    /// The agent hung up; the caller hears the satisfaction survey.
+    Survey,
     Ended,
 }
 
@@ -90,6 +92,11 @@ impl Attempt {
     }
 }
 
+pub struct SurveyState {
+    pub digits: tokio::sync::mpsc::Sender<char>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
 pub struct Call {
     pub key: u64,
     pub record: CallRecord,
@@ -105,7 +112,7 @@ pub struct Call {
     pub caller_ringing: Option<Stamp>,
     pub started: Stamp,
     pub answered: Option<Stamp>,
-    pub media: MediaSession,
+    pub media: std::sync::Arc<MediaSession>,
     pub attempts: Vec<Attempt>,
     pub tried: HashSet<String>,
     /// The answering agent's dialog and where to send to it.
@@ -116,6 +123,12 @@ pub struct Call {
     pub recording_wanted: bool,
     /// The recording in progress, from the answer on.
     pub recorder: Option<crate::recording::Recorder>,
+    /// The codec and payload type the caller was answered with (prompts are sent in it).
+    pub caller_codec: Option<(crate::media::prompt::PromptCodec, u8)>,
+    /// When the agent left (the survey began): talk time ends there.
+    pub agent_left: Option<Stamp>,
+    /// The survey in progress: where the caller's keys go, and its task.
+    pub survey: Option<SurveyState>,
 }
 
 impl Call {
@@ -156,17 +169,29 @@ impl Call {
         let now = Stamp::now();
         self.phase = Phase::Ended;
         self.record.ended_at = Some(now.wall);
-        self.record.hangup_side = Some(side);
+        // The agent hung up first even when the caller then took the survey; QA tells a
+        // hand-off to the survey from a hang-up by the survey score being asked for.
+        self.record.hangup_side = Some(if self.agent_left.is_some() {
+            HangupSide::Agent
+        } else {
+            side
+        });
         self.record.outcome = match (self.record.outcome, outcome) {
             (CallOutcome::Answered, _) => CallOutcome::Answered,
             (_, o) => o,
         };
         match self.answered {
-            Some(answered) => self.record.talk_ms = Some(answered.ms_until(&now)),
+            Some(answered) => {
+                let talk_end = self.agent_left.unwrap_or(now);
+                self.record.talk_ms = Some(answered.ms_until(&talk_end));
+            }
             None => self.record.caller_ring_ms = self.caller_ringing.map(|r| r.ms_until(&now)),
         }
         for attempt in &mut self.attempts {
             attempt.finish(AttemptOutcome::Cancelled, None);
+        }
+        if let Some(survey) = self.survey.take() {
+            survey.task.abort();
         }
         self.media.stop();
     }

@@ -7,5 +7,6 @@ pub mod agents;
 pub mod controller;
 pub mod record;
 pub mod routing;
+pub mod survey;
 
 pub use controller::{Control, Controller, RecordingRefused};

@@ -9,19 +9,26 @@
 //!   symmetric latching, and a tap for the recorder;
 //! - [`sdp`]: a small SDP (RFC 4566) parser and rewriter, so that call control can learn
 //!   where each leg wants its audio and hand the other leg our anchored address instead;
-//! - [`rtp`]: the minimal RTP/RTCP sanity checks the relay applies to every datagram.
+//! - [`rtp`]: the minimal RTP/RTCP sanity checks the relay applies to every datagram;
+//! - [`dtmf`]: the caller's keys, from RFC 4733 telephone-events or SIP INFO bodies;
+//! - [`prompt`]: WAV prompts cut into G.711 frames, and the RTP numbering of a played stream.
 //!
 //! Call control drives it with plain addresses and ports: this module never imports
 //! `crate::sip`, so that the data flow stays one way (SIP → call control → media).
 
+pub mod dtmf;
 pub mod ports;
+pub mod prompt;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
+pub use dtmf::{parse_dtmf_relay, DtmfReceiver};
 pub use ports::{BoundPort, PortPool};
+pub use prompt::{Prompt, PromptCodec, PromptPlayer};
 pub use relay::{DirectionStats, Leg, MediaSession, MediaStats, TappedPacket};
 pub use sdp::{Sdp, SdpError};
 
@@ -48,4 +55,18 @@ pub enum MediaError {
     /// Sockets and relay tasks need a tokio runtime; called from outside one.
     #[error("media needs a running tokio runtime")]
     NoRuntime,
+    /// A prompt file could not be read.
+    #[error("cannot read prompt {}: {source}", path.display())]
+    PromptIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A prompt is not an 8 kHz mono 16-bit PCM WAV (or not a WAV at all); `path` is empty
+    /// for prompts given as bytes.
+    #[error("unusable prompt {}: {reason}", path.display())]
+    PromptFormat { path: PathBuf, reason: String },
+    /// The session's relay has ended (the call was torn down) before a prompt finished.
+    #[error("the media session has stopped")]
+    Stopped,
 }

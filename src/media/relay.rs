@@ -38,28 +38,52 @@
 //! pass each leg's SDP address as soon as it has it (for the agent leg, from the first 183
 //! or 200 with SDP), so that the window for a stranger stays short.
 //!
+//! ## Survey mode: keys, a departed agent, prompts
+//! When the agent hangs up first, the caller stays on the line for the satisfaction survey
+//! (call control decides; see `call::survey`). The session provides the pieces:
+//!
+//! - [`MediaSession::set_caller_dtmf`]: the caller's RFC 4733 telephone-events, on the
+//!   payload type its SDP negotiated, become keys on a channel, whether the call is bridged
+//!   (the events are still relayed to the agent) or not;
+//! - [`MediaSession::detach_agent`]: nothing goes to or comes from the agent leg any more,
+//!   while the caller leg goes on (its packets are still tapped and its keys detected);
+//! - [`MediaSession::play_to_caller`]: 20 ms G.711 frames sent to the caller at a steady
+//!   pace, with RTP numbering of our own ([`PromptPlayer`]), and tapped as the agent's side
+//!   so that the recording has the prompt on the agent's (right) channel.
+//!
+//! The relay task does all of it, so that the caller's destination (latched or from SDP)
+//! follows the same rules as relayed packets, and the frames are paced by its timer.
+//!
 //! ## Costs
-//! One task per call, one receive buffer per call (reused for every datagram), no
-//! allocation per packet; the only per-packet copy is into the recorder's tap, and only
-//! while a tap is set. All state is bounded: there are no queues here, and the tap is a
-//! bounded channel whose overflow is dropped and counted.
+//! One task per call, one receive buffer per call (reused for every datagram), two timers
+//! per call (reset, never re-created: key timeouts and prompt pacing), no allocation per
+//! packet (prompt packets are built on the stack); the only per-packet copy is into the
+//! recorder's tap, and only while a tap is set. All state is bounded: there are no queues
+//! here, and the tap is a bounded channel whose overflow is dropped and counted.
 
 use std::fmt;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
+use super::dtmf::DtmfReceiver;
 use super::ports::{BoundPort, PortPool};
+use super::prompt::{Frame, PromptPlayer};
 use super::rtp::{self, PacketKind};
 use super::MediaError;
+
+mod survey;
+use survey::{PlayRequest, Playback};
 
 /// Largest datagram relayed. Audio RTP is a few hundred bytes and always fits an Ethernet
 /// MTU; anything larger is not a phone's audio and is dropped as invalid.
@@ -149,6 +173,11 @@ pub struct DirectionStats {
     pub dropped_no_destination: u64,
     /// The kernel refused the send (buffer full, unreachable, wrong address family).
     pub dropped_send_failed: u64,
+    /// To or from an agent leg that [`MediaSession::detach_agent`] cut off.
+    pub dropped_detached: u64,
+    /// The agent's RTP while a prompt plays to the caller: the prompt takes its place, in
+    /// the caller's ear and in the recording.
+    pub dropped_during_prompt: u64,
     /// Tapped copies the recorder's channel had no room for (the packet itself was still
     /// relayed; not part of the `dropped_*` sum).
     pub tap_dropped: u64,
@@ -161,7 +190,23 @@ impl DirectionStats {
             .saturating_add(self.dropped_unknown_source)
             .saturating_add(self.dropped_no_destination)
             .saturating_add(self.dropped_send_failed)
+            .saturating_add(self.dropped_detached)
+            .saturating_add(self.dropped_during_prompt)
     }
+}
+
+/// Counters of the frames [`MediaSession::play_to_caller`] played.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptStats {
+    /// Frames whose time came; each was then sent or counted in one `dropped_*`.
+    pub frames: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// The caller has neither an SDP address nor a latched one.
+    pub dropped_no_destination: u64,
+    pub dropped_send_failed: u64,
+    /// Copies the recorder's channel had no room for.
+    pub tap_dropped: u64,
 }
 
 /// A snapshot of a session's counters, per direction and port.
@@ -175,6 +220,12 @@ pub struct MediaStats {
     pub caller_to_agent_rtcp: DirectionStats,
     /// Arrived on the agent-facing RTCP port.
     pub agent_to_caller_rtcp: DirectionStats,
+    /// Prompts played to the caller.
+    pub prompt_to_caller: PromptStats,
+    /// Keys detected in the caller's telephone-events and handed to the sink.
+    pub caller_keys: u64,
+    /// Keys detected while the sink was full (lost).
+    pub caller_keys_dropped: u64,
 }
 
 /// The atomic counterpart of [`DirectionStats`], written by the relay task, read by
@@ -189,6 +240,8 @@ struct Counters {
     dropped_unknown_source: AtomicU64,
     dropped_no_destination: AtomicU64,
     dropped_send_failed: AtomicU64,
+    dropped_detached: AtomicU64,
+    dropped_during_prompt: AtomicU64,
     tap_dropped: AtomicU64,
 }
 
@@ -209,6 +262,33 @@ impl Counters {
             dropped_unknown_source: get(&self.dropped_unknown_source),
             dropped_no_destination: get(&self.dropped_no_destination),
             dropped_send_failed: get(&self.dropped_send_failed),
+            dropped_detached: get(&self.dropped_detached),
+            dropped_during_prompt: get(&self.dropped_during_prompt),
+            tap_dropped: get(&self.tap_dropped),
+        }
+    }
+}
+
+/// The atomic counterpart of [`PromptStats`].
+#[derive(Debug, Default)]
+struct PromptCounters {
+    frames: AtomicU64,
+    packets_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    dropped_no_destination: AtomicU64,
+    dropped_send_failed: AtomicU64,
+    tap_dropped: AtomicU64,
+}
+
+impl PromptCounters {
+    fn snapshot(&self) -> PromptStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PromptStats {
+            frames: get(&self.frames),
+            packets_sent: get(&self.packets_sent),
+            bytes_sent: get(&self.bytes_sent),
+            dropped_no_destination: get(&self.dropped_no_destination),
+            dropped_send_failed: get(&self.dropped_send_failed),
             tap_dropped: get(&self.tap_dropped),
         }
     }
@@ -220,6 +300,12 @@ struct Control {
     /// SDP addresses, indexed by [`Leg::index`].
     remotes: [Option<SocketAddr>; 2],
     tap: Option<mpsc::Sender<TappedPacket>>,
+    /// The caller's telephone-event payload type and where its keys go.
+    caller_dtmf: Option<(u8, mpsc::Sender<char>)>,
+    /// Bumped by every [`MediaSession::set_caller_dtmf`]: the relay starts a fresh
+    /// receiver then, and only then.
+    caller_dtmf_version: u64,
+    agent_detached: bool,
 }
 
 /// State shared between the [`MediaSession`] handle and its relay task.
@@ -231,6 +317,9 @@ struct Shared {
     generation: AtomicU64,
     /// Indexed by arrival leg, then channel.
     counters: [[Counters; 2]; 2],
+    prompt_counters: PromptCounters,
+    caller_keys: AtomicU64,
+    caller_keys_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -266,6 +355,10 @@ pub struct MediaSession {
     cancel: CancellationToken,
     /// Cancelled by the relay task as it ends, after its ports are back in the pool.
     finished: CancellationToken,
+    /// Prompts to play, to the relay task.
+    play_requests: mpsc::Sender<PlayRequest>,
+    /// Held for the whole of a [`MediaSession::play_to_caller`]: prompts take turns.
+    prompt_turn: tokio::sync::Mutex<()>,
 }
 
 impl MediaSession {
@@ -278,6 +371,7 @@ impl MediaSession {
         let cancel = cancel.child_token();
         let finished = CancellationToken::new();
         let shared = Arc::new(Shared::default());
+        let (play_requests, requests) = mpsc::channel(1);
         let session = MediaSession {
             shared: Arc::clone(&shared),
             local_ip: caller.local_ip(),
@@ -285,6 +379,8 @@ impl MediaSession {
             agent_port: agent.port,
             cancel: cancel.clone(),
             finished: finished.clone(),
+            play_requests,
+            prompt_turn: tokio::sync::Mutex::new(()),
         };
         let span =
             tracing::debug_span!("media", caller_port = caller.port, agent_port = agent.port);
@@ -295,6 +391,12 @@ impl MediaSession {
             seen_generation: 0,
             tap: None,
             buffer: vec![0; MAX_PACKET + 1].into_boxed_slice(),
+            caller_dtmf: None,
+            seen_dtmf_version: 0,
+            agent_detached: false,
+            requests,
+            playback: None,
+            player: PromptPlayer::new(),
             _finished: finished.drop_guard(),
         };
         runtime.spawn(relay.run(cancel).instrument(span));
@@ -338,14 +440,80 @@ impl MediaSession {
         self.shared.update(|control| control.tap = tap);
     }
 
+    /// Starts (or, with either argument `None`, stops) detecting the caller's keys: RFC
+    /// 4733 telephone-events on `payload_type` (the one the caller's SDP maps to
+    /// `telephone-event`, whatever its number) in the RTP the caller sends. Each key press
+    /// is offered once to `sink` with `try_send` (a full sink loses the key, counted in
+    /// [`MediaStats::caller_keys_dropped`]; a closed one ends detection).
+    ///
+    /// Works while bridged (the events are still relayed to the agent, untouched) and after
+    /// [`MediaSession::detach_agent`]. A new sink on the same payload type gets the keys
+    /// of presses that end from now on (one under way included), never one already
+    /// reported to the old sink; survey code that wants only keys pressed after its prompt
+    /// should drain the channel after playing it.
+    pub fn set_caller_dtmf(&self, payload_type: Option<u8>, sink: Option<mpsc::Sender<char>>) {
+        self.shared.update(|control| {
+            control.caller_dtmf = payload_type.zip(sink);
+            control.caller_dtmf_version = control.caller_dtmf_version.wrapping_add(1);
+        });
+    }
+
+    /// Cuts the agent leg off for good (the agent hung up, or was handed off): from now on
+    /// nothing is sent to the agent and whatever arrives from it is dropped
+    /// ([`DirectionStats::dropped_detached`]), neither relayed nor tapped. The caller leg
+    /// stays up: its packets are still received, latched, tapped and searched for keys.
+    pub fn detach_agent(&self) {
+        self.shared.update(|control| control.agent_detached = true);
+    }
+
+    /// Plays `frames` (20 ms of G.711 each, from [`Prompt::frames`](super::Prompt::frames))
+    /// to the caller with `payload_type` (the one the caller negotiated for their codec),
+    /// one every 20 ms from now on, and returns once the last one was sent.
+    ///
+    /// - The frames go where relayed packets for the caller go (latched, else SDP
+    ///   address); without either they are counted as dropped, at the same pace.
+    /// - RTP numbering is the session's own ([`PromptPlayer`]): one SSRC for all prompts
+    ///   of the call, sequence numbers that continue from prompt to prompt, timestamps that
+    ///   advance with wall time over the pauses, the marker bit on each prompt's first
+    ///   packet.
+    /// - Every frame sent is also tapped as [`Leg::Agent`]: the prompt is on the
+    ///   recording's agent channel. While it plays, RTP from the agent (if still attached)
+    ///   is neither relayed to the caller nor tapped.
+    /// - **One prompt at a time: a second call waits** until the first one has finished,
+    ///   then plays (callers are served in order). Dropping the returned future stops its
+    ///   prompt within a frame, which is how a prompt is cut short.
+    /// - Fails with [`MediaError::Stopped`] if the session ends before the last frame.
+    pub async fn play_to_caller(
+        &self,
+        frames: Arc<Vec<Frame>>,
+        payload_type: u8,
+    ) -> Result<(), MediaError> {
+        let _turn = self.prompt_turn.lock().await;
+        let (done, finished) = oneshot::channel();
+        let request = PlayRequest {
+            frames,
+            payload_type,
+            done,
+        };
+        self.play_requests
+            .send(request)
+            .await
+            .map_err(|_| MediaError::Stopped)?;
+        finished.await.unwrap_or(Err(MediaError::Stopped))
+    }
+
     /// Packets and bytes received and sent per direction, and why any were dropped.
     pub fn stats(&self) -> MediaStats {
-        let counters = &self.shared.counters;
+        let shared = &self.shared;
+        let counters = &shared.counters;
         MediaStats {
             caller_to_agent: counters[0][0].snapshot(),
             agent_to_caller: counters[1][0].snapshot(),
             caller_to_agent_rtcp: counters[0][1].snapshot(),
             agent_to_caller_rtcp: counters[1][1].snapshot(),
+            prompt_to_caller: shared.prompt_counters.snapshot(),
+            caller_keys: shared.caller_keys.load(Ordering::Relaxed),
+            caller_keys_dropped: shared.caller_keys_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -457,6 +625,15 @@ struct Relay {
     /// One byte more than [`MAX_PACKET`], so that an oversized datagram (which the kernel
     /// truncates to the buffer) is recognised by filling it.
     buffer: Box<[u8]>,
+    /// Key detection on the caller's RTP, and where the keys go.
+    caller_dtmf: Option<(DtmfReceiver, mpsc::Sender<char>)>,
+    seen_dtmf_version: u64,
+    agent_detached: bool,
+    requests: mpsc::Receiver<PlayRequest>,
+    /// The prompt being played to the caller.
+    playback: Option<Playback>,
+    /// Numbers the packets of every prompt played to the caller.
+    player: PromptPlayer,
     /// Declared last, so it is dropped after the ports: whoever waits on
     /// [`MediaSession::finished`] then finds them back in the pool.
     _finished: DropGuard,
@@ -465,21 +642,58 @@ struct Relay {
 impl Relay {
     async fn run(mut self, cancel: CancellationToken) {
         tracing::debug!("media relay started");
+        // Two timers for the whole session, reset rather than re-created: the caller's key
+        // timeout and the next prompt frame. `None`: not armed.
+        let dtmf_timer = tokio::time::sleep(Duration::ZERO);
+        let frame_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(dtmf_timer, frame_timer);
+        let (mut dtmf_armed, mut frame_armed) = (None, None);
+        let mut requests_open = true;
+        // tokio learns that a new socket is writable at the reactor's first turn, and until
+        // then `try_send_to` fails without trying. Relayed packets only follow a receive
+        // (a later turn), but a prompt may be the very first thing sent: wait for it once.
+        let [caller, agent] = &self.ports;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = async { tokio::join!(caller.socket.writable(), agent.socket.writable()) } => {}
+        }
         loop {
+            arm(dtmf_timer.as_mut(), &mut dtmf_armed, self.dtmf_deadline());
+            arm(frame_timer.as_mut(), &mut frame_armed, self.frame_due());
             let [caller, agent] = &self.ports;
-            let (leg, channel, ready) = tokio::select! {
+            let wake = tokio::select! {
                 () = cancel.cancelled() => break,
-                ready = caller.socket.readable() => (Leg::Caller, Channel::Rtp, ready),
-                ready = agent.socket.readable() => (Leg::Agent, Channel::Rtp, ready),
-                ready = caller.rtcp_socket.readable() => (Leg::Caller, Channel::Rtcp, ready),
-                ready = agent.rtcp_socket.readable() => (Leg::Agent, Channel::Rtcp, ready),
+                ready = caller.socket.readable() => Wake::Readable(Leg::Caller, Channel::Rtp, ready),
+                ready = agent.socket.readable() => Wake::Readable(Leg::Agent, Channel::Rtp, ready),
+                ready = caller.rtcp_socket.readable() => {
+                    Wake::Readable(Leg::Caller, Channel::Rtcp, ready)
+                }
+                ready = agent.rtcp_socket.readable() => {
+                    Wake::Readable(Leg::Agent, Channel::Rtcp, ready)
+                }
+                request = self.requests.recv(), if requests_open => Wake::Play(request),
+                () = &mut dtmf_timer, if dtmf_armed.is_some() => Wake::DtmfTimeout,
+                () = &mut frame_timer, if frame_armed.is_some() => Wake::FrameDue,
             };
-            if let Err(error) = ready {
-                // Readiness only fails if the reactor is gone (runtime shutting down).
-                tracing::warn!(%leg, ?channel, %error, "media socket failed, relay ends");
-                break;
+            match wake {
+                Wake::Readable(leg, channel, Err(error)) => {
+                    // Readiness only fails if the reactor is gone (runtime shutting down).
+                    tracing::warn!(%leg, ?channel, %error, "media socket failed, relay ends");
+                    break;
+                }
+                Wake::Readable(leg, channel, Ok(())) => self.drain(leg, channel),
+                Wake::Play(Some(request)) => self.start_playback(request),
+                // The session handle is gone; cancellation follows.
+                Wake::Play(None) => requests_open = false,
+                Wake::DtmfTimeout => {
+                    dtmf_armed = None;
+                    self.dtmf_timeout();
+                }
+                Wake::FrameDue => {
+                    frame_armed = None;
+                    self.play_due_frames();
+                }
             }
-            self.drain(leg, channel);
         }
         tracing::debug!("media relay ended");
     }
@@ -517,6 +731,20 @@ impl Relay {
             targets[Channel::Rtcp.index()].expect(rtcp);
         }
         self.tap.clone_from(&control.tap);
+        self.agent_detached = control.agent_detached;
+        if control.caller_dtmf_version != self.seen_dtmf_version {
+            self.seen_dtmf_version = control.caller_dtmf_version;
+            let previous = self.caller_dtmf.take();
+            self.caller_dtmf = control.caller_dtmf.as_ref().map(|(payload_type, sink)| {
+                // A new sink on the same payload type keeps what the receiver knows, so
+                // the end packets of a press already reported are not a new press.
+                let receiver = previous
+                    .map(|(receiver, _)| receiver)
+                    .filter(|receiver| receiver.payload_type() == *payload_type)
+                    .unwrap_or_else(|| DtmfReceiver::new(*payload_type));
+                (receiver, sink.clone())
+            });
+        }
     }
 
     /// Checks one datagram and relays it to the other leg.
@@ -528,11 +756,18 @@ impl Relay {
             targets,
             tap,
             buffer,
+            caller_dtmf,
+            agent_detached,
+            playback,
             ..
         } = self;
         let counters = &shared.counters[leg.index()][channel.index()];
         bump(&counters.packets_received, 1);
         bump(&counters.bytes_received, len);
+        if leg == Leg::Agent && *agent_detached {
+            bump(&counters.dropped_detached, 1);
+            return;
+        }
 
         let Some(packet) = buffer.get(..len).filter(|_| len <= MAX_PACKET) else {
             bump(&counters.dropped_invalid, 1);
@@ -553,10 +788,27 @@ impl Relay {
             }
         }
         if channel == Channel::Rtp && kind == PacketKind::Rtp {
-            tap_packet(tap, counters, leg, packet);
+            if leg == Leg::Agent && playback.is_some() {
+                bump(&counters.dropped_during_prompt, 1);
+                return;
+            }
+            tap_packet(tap, &counters.tap_dropped, leg, packet);
+            if leg == Leg::Caller {
+                if let Some((receiver, sink)) = caller_dtmf {
+                    if let Some(key) = receiver.on_packet(packet, Instant::now().into_std()) {
+                        if !send_key(shared, sink, key) {
+                            *caller_dtmf = None;
+                        }
+                    }
+                }
+            }
         }
 
         let out = leg.other();
+        if out == Leg::Agent && *agent_detached {
+            bump(&counters.dropped_detached, 1);
+            return;
+        }
         let Some(destination) = targets[out.index()][channel.index()].destination() else {
             bump(&counters.dropped_no_destination, 1);
             return;
@@ -587,7 +839,7 @@ fn socket_of(port: &BoundPort, channel: Channel) -> &UdpSocket {
 /// that went away is forgotten until call control sets a new tap.
 fn tap_packet(
     tap: &mut Option<mpsc::Sender<TappedPacket>>,
-    counters: &Counters,
+    tap_dropped: &AtomicU64,
     leg: Leg,
     packet: &[u8],
 ) {
@@ -596,7 +848,7 @@ fn tap_packet(
     };
     if sender.capacity() == 0 {
         // Full: skip the copy too.
-        bump(&counters.tap_dropped, 1);
+        bump(tap_dropped, 1);
         return;
     }
     let tapped = TappedPacket {
@@ -606,10 +858,51 @@ fn tap_packet(
     };
     match sender.try_send(tapped) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => bump(&counters.tap_dropped, 1),
+        Err(TrySendError::Full(_)) => bump(tap_dropped, 1),
         Err(TrySendError::Closed(_)) => *tap = None,
     }
 }
 
+/// Offers a key to the caller's key sink; `false` if the sink is closed (detection can
+/// stop).
+fn send_key(shared: &Shared, sink: &mpsc::Sender<char>, key: char) -> bool {
+    match sink.try_send(key) {
+        Ok(()) => {
+            bump(&shared.caller_keys, 1);
+            true
+        }
+        Err(TrySendError::Full(_)) => {
+            bump(&shared.caller_keys_dropped, 1);
+            true
+        }
+        Err(TrySendError::Closed(_)) => false,
+    }
+}
+
+/// What woke the relay task.
+enum Wake {
+    Readable(Leg, Channel, std::io::Result<()>),
+    Play(Option<PlayRequest>),
+    DtmfTimeout,
+    FrameDue,
+}
+
+/// Points a session timer at `deadline`, resetting it only when the deadline changed.
+fn arm(
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    armed: &mut Option<Instant>,
+    deadline: Option<Instant>,
+) {
+    if *armed == deadline {
+        return;
+    }
+    if let Some(at) = deadline {
+        timer.reset(at);
+    }
+    *armed = deadline;
+}
+
+#[cfg(test)]
+mod survey_tests;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ impl Controller {
         let Some(&key) = self.by_call_id.get(&call_id) else {
             return self.respond(tx, response_to(&req, 481, None, None)).await;
         };
+        let wants_survey = self.survey_wanted(key);
         let Some(call) = self.calls.get_mut(&key) else {
             return self.respond(tx, response_to(&req, 481, None, None)).await;
         };
@@ -27,6 +28,22 @@ impl Controller {
         };
         if !ok {
             return self.respond(tx, response_to(&req, 481, None, None)).await;
+        }
+        let surveying = call.phase == Phase::Survey;
+        if surveying && from_caller && req.method == Method::Info {
+            // Keys sent as SIP INFO (application/dtmf-relay or application/dtmf).
+            let digit = std::str::from_utf8(&req.body)
+                .ok()
+                .and_then(crate::media::dtmf::parse_dtmf_relay);
+            if let (Some(digit), Some(survey)) = (digit, call.survey.as_ref()) {
+                let _ = survey.digits.try_send(digit);
+            }
+            return self.respond(tx, response_to(&req, 200, None, None)).await;
+        }
+        let connected = call.phase == Phase::Connected;
+        if req.method == Method::Bye && !from_caller && connected && wants_survey {
+            self.respond(tx, response_to(&req, 200, None, None)).await;
+            return self.start_survey(key).await;
         }
         if req.method == Method::Bye {
             self.respond(tx, response_to(&req, 200, None, None)).await;
@@ -195,7 +212,8 @@ impl Controller {
         let rings = &self.config.rings;
         call.sync_record(rings.cadence_ms, rings.target, rings.limit);
         let wrap_up = self.config.queue(&call.queue).map_or(0, |q| q.wrap_up_ms);
-        if let Some(agent) = &call.record.agent {
+        // An agent who handed the caller to the survey was freed then.
+        if let (Some(agent), None) = (&call.record.agent, call.agent_left) {
             self.board
                 .call_ended(agent, Instant::now(), Duration::from_millis(wrap_up));
         }
@@ -263,6 +281,7 @@ impl Controller {
             let phase = self.calls.get(&key).map(|c| c.phase);
             match phase {
                 Some(Phase::Connected) => self.hang_up(key, HangupSide::System, None).await,
+                Some(Phase::Survey) => self.hang_up(key, HangupSide::System, Some(false)).await,
                 Some(Phase::Routing) => {
                     if let Some(call) = self.calls.get(&key) {
                         let mut resp = response_to(
@@ -287,5 +306,68 @@ impl Controller {
                 _ => {}
             }
         }
+    }
+
+    /// Whether this call's caller is surveyed when the agent hangs up.
+    fn survey_wanted(&self, key: u64) -> bool {
+        let Some(call) = self.calls.get(&key) else {
+            return false;
+        };
+        let queue_says = self.config.queue(&call.queue).and_then(|q| q.survey);
+        self.survey_prompts.is_some()
+            && queue_says.unwrap_or(self.config.survey.enabled)
+            && call.caller_codec.is_some()
+            && call.caller_dialog.is_some()
+    }
+
+    /// The agent hung up: keep the caller, stop relaying to the agent, play the survey.
+    /// Hand-off to the survey is not "the agent hung up first".
+    pub(super) async fn start_survey(&mut self, key: u64) {
+        let Some(prompts) = self.survey_prompts.as_ref() else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some((codec, pt)) = call.caller_codec else {
+            return;
+        };
+        let now = Stamp::now();
+        call.phase = Phase::Survey;
+        call.agent_left = Some(now);
+        call.media.detach_agent();
+        if let Some((dialog, _)) = call.agent_dialog.take() {
+            self.by_call_id.remove(&dialog.id.call_id);
+        }
+        if let Some(agent) = &call.record.agent {
+            let wrap_up = self.config.queue(&call.queue).map_or(0, |q| q.wrap_up_ms);
+            self.board
+                .call_ended(agent, now.mono, Duration::from_millis(wrap_up));
+        }
+        // The caller's telephone-event payload type, from its offer.
+        let offer = std::str::from_utf8(&call.caller_invite.body)
+            .ok()
+            .and_then(|b| Sdp::parse(b).ok());
+        let events_pt = offer.and_then(|sdp| {
+            sdp.audio_formats().into_iter().find_map(|(pt, enc)| {
+                enc.filter(|e| e.to_ascii_lowercase().starts_with("telephone-event"))
+                    .map(|_| pt)
+            })
+        });
+        let (digits_tx, digits_rx) = mpsc::channel(8);
+        call.media
+            .set_caller_dtmf(events_pt, Some(digits_tx.clone()));
+        let plan = prompts.plan(codec, pt);
+        let media = call.media.clone();
+        let timers = self.timers_tx.clone();
+        let task = tokio::spawn(async move {
+            let score = super::super::survey::run(media, digits_rx, plan).await;
+            let _ = timers.send(Timer::SurveyDone { call: key, score }).await;
+        });
+        call.survey = Some(super::super::active::SurveyState {
+            digits: digits_tx,
+            task,
+        });
+        tracing::info!(call = %call.record.id, "agent hung up: caller handed to the survey");
     }
 }

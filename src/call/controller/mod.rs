@@ -43,6 +43,7 @@ mod ringing;
 enum Timer {
     RingTimeout { call: u64, attempt: usize },
     MaxWait { call: u64, generation: u32 },
+    SurveyDone { call: u64, score: Option<u8> },
 }
 
 /// What a client transaction we started was for.
@@ -108,6 +109,8 @@ pub struct Controller {
     next_key: u64,
     next_seq: u64,
     drain_until: Option<Instant>,
+    /// Survey prompts, decoded at start; None if they could not be loaded (no survey).
+    survey_prompts: Option<super::survey::SurveyPrompts>,
     /// Recordings being closed (off this task); awaited before the store closes.
     finalizers: tokio::task::JoinSet<()>,
     cancel: CancellationToken,
@@ -132,6 +135,7 @@ impl Controller {
         pool: PortPool,
         cancel: CancellationToken,
     ) -> Self {
+        let survey_config = config.survey.clone();
         let now = Instant::now();
         let board = AgentBoard::new(
             config
@@ -167,6 +171,13 @@ impl Controller {
             next_key: 1,
             next_seq: 1,
             drain_until: None,
+            survey_prompts: match super::survey::SurveyPrompts::load(&survey_config) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(error = %e, "survey prompts could not be loaded: no surveys");
+                    None
+                }
+            },
             finalizers: tokio::task::JoinSet::new(),
             cancel,
         }
@@ -445,13 +456,16 @@ impl Controller {
                 caller_ringing: None,
                 started,
                 answered: None,
-                media,
+                media: Arc::new(media),
                 attempts: Vec::new(),
                 tried: Default::default(),
                 agent_dialog: None,
                 wait_generation: 0,
                 recording_wanted: record_call,
                 recorder: None,
+                caller_codec: None,
+                agent_left: None,
+                survey: None,
             },
         );
         self.by_caller_tx.insert(tx, key);

@@ -280,6 +280,25 @@ impl Controller {
             .and_then(|b| Sdp::parse(b).ok());
         call.media
             .set_agent_remote(agent_sdp.as_ref().and_then(Sdp::audio_destination));
+        // The caller is answered with the agent's codecs: the first G.711 one is what
+        // prompts are played in.
+        call.caller_codec = agent_sdp.as_ref().and_then(|sdp| {
+            sdp.audio_formats().into_iter().find_map(|(pt, enc)| {
+                let name = enc
+                    .as_deref()
+                    .and_then(|e| e.split('/').next())
+                    .map(str::to_ascii_uppercase);
+                match (pt, name.as_deref()) {
+                    (0, None) | (_, Some("PCMU")) => {
+                        Some((crate::media::prompt::PromptCodec::Pcmu, pt))
+                    }
+                    (8, None) | (_, Some("PCMA")) => {
+                        Some((crate::media::prompt::PromptCodec::Pcma, pt))
+                    }
+                    _ => None,
+                }
+            })
+        });
         if call.recording_wanted {
             let offer = std::str::from_utf8(&call.caller_invite.body)
                 .ok()
@@ -372,6 +391,18 @@ impl Controller {
 
     pub(super) async fn on_timer(&mut self, timer: Timer) {
         match timer {
+            Timer::SurveyDone { call: key, score } => {
+                let Some(call) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                if call.phase != Phase::Survey {
+                    return;
+                }
+                call.record.survey_score = score.map(i64::from);
+                call.survey = None;
+                tracing::info!(call = %call.record.id, score = ?score, "survey finished");
+                self.hang_up(key, HangupSide::System, Some(false)).await;
+            }
             Timer::RingTimeout {
                 call: key,
                 attempt: index,

@@ -5,11 +5,11 @@ use super::*;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(super) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Long enough for a loaded CI machine, short enough to fail fast.
-const ARRIVAL: Duration = Duration::from_secs(2);
+pub(super) const ARRIVAL: Duration = Duration::from_secs(2);
 /// How long "nothing arrives" is watched for.
-const SILENCE: Duration = Duration::from_millis(150);
+pub(super) const SILENCE: Duration = Duration::from_millis(150);
 
 fn sock(text: &str) -> SocketAddr {
     text.parse().expect("test address")
@@ -85,20 +85,20 @@ fn mapped_ipv4_sources_match_plain_sdp_addresses() {
 // ---- whole sessions over loopback ------------------------------------------------------
 
 /// A pool of four port pairs in a range of the test's own, below the ephemeral ports.
-fn pool(first: u16) -> PortPool {
+pub(super) fn pool(first: u16) -> PortPool {
     PortPool::new(LOCALHOST, first, first + 7).expect("pool")
 }
 
-async fn phone() -> UdpSocket {
+pub(super) async fn phone() -> UdpSocket {
     UdpSocket::bind((LOCALHOST, 0)).await.expect("bind phone")
 }
 
-fn addr(socket: &UdpSocket) -> SocketAddr {
+pub(super) fn addr(socket: &UdpSocket) -> SocketAddr {
     socket.local_addr().expect("local addr")
 }
 
 /// An RTP packet: version 2, the given payload type and sequence number, then `payload`.
-fn rtp_packet(payload_type: u8, sequence: u16, payload: &[u8]) -> Vec<u8> {
+pub(super) fn rtp_packet(payload_type: u8, sequence: u16, payload: &[u8]) -> Vec<u8> {
     let [s0, s1] = sequence.to_be_bytes();
     let mut packet = vec![
         0x80,
@@ -121,13 +121,13 @@ fn rtp_packet(payload_type: u8, sequence: u16, payload: &[u8]) -> Vec<u8> {
 /// An RTCP receiver report with no report blocks.
 const RTCP_RR: [u8; 8] = [0x80, 201, 0, 1, 0xca, 0xfe, 0xba, 0xbe];
 
-async fn send(from: &UdpSocket, packet: &[u8], to_port: u16) {
+pub(super) async fn send(from: &UdpSocket, packet: &[u8], to_port: u16) {
     from.send_to(packet, (LOCALHOST, to_port))
         .await
         .expect("send");
 }
 
-async fn receive(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+pub(super) async fn receive(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
     let mut buffer = [0u8; 4096];
     let (len, from) = tokio::time::timeout(ARRIVAL, socket.recv_from(&mut buffer))
         .await
@@ -136,7 +136,7 @@ async fn receive(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
     (buffer[..len].to_vec(), from)
 }
 
-async fn assert_silent(socket: &UdpSocket) {
+pub(super) async fn assert_silent(socket: &UdpSocket) {
     let mut buffer = [0u8; 4096];
     if let Ok(received) = tokio::time::timeout(SILENCE, socket.recv_from(&mut buffer)).await {
         panic!("expected nothing, got {received:?}");
@@ -144,7 +144,10 @@ async fn assert_silent(socket: &UdpSocket) {
 }
 
 /// Polls the stats until `done` holds (the relay counts asynchronously to the test).
-async fn stats_when(session: &MediaSession, done: impl Fn(&MediaStats) -> bool) -> MediaStats {
+pub(super) async fn stats_when(
+    session: &MediaSession,
+    done: impl Fn(&MediaStats) -> bool,
+) -> MediaStats {
     let deadline = Instant::now() + ARRIVAL;
     loop {
         let stats = session.stats();
