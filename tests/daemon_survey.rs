@@ -1,0 +1,76 @@
+//! The post-call satisfaction survey against the real binary: the agent hangs up, the
+//! daemon keeps the caller on the line and plays the survey prompt, the caller presses 4
+//! (RFC 4733 telephone-event from SIPp's `dtmf_2833_4.pcap`), and the call's
+//! `survey_score` is 4. The agent's hang-up stays `hangup_side: agent`, talk time ends at
+//! the agent's BYE, and the caller's media socket receives the prompts' RTP.
+
+mod daemon_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use daemon_common::{
+    assert_all_ok, free_port, int_field, pretty, reports, timing_shared, AgentSpec, Checks, Daemon,
+    DaemonSpec, PortBlock, QueueSpec, Sipp,
+};
+
+#[test]
+fn caller_scores_the_call_with_a_key_after_the_agent_hangs_up() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let agent_port = free_port();
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", agent_port)],
+        vec![QueueSpec::consult("longest-idle", &["1001"])],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    // The agent answers after 300 ms, talks 1.5 s, hangs up.
+    let agent = Sipp::agent(
+        "agent 1001 (hangs up)",
+        "daemon_uas_bye.xml",
+        agent_port,
+        &ports,
+    )
+    .pause_ms(300)
+    .spawn();
+    // The caller presses 4 three seconds after the answer: while the prompt plays.
+    let caller = Sipp::caller("daemon_uac_survey.xml", daemon.sip_addr(), &ports)
+        .pause_ms(3000)
+        .timeout(Duration::from_secs(45))
+        .run();
+    let agent = agent.wait_at_most(Duration::from_secs(15));
+    assert_all_ok(
+        &[&caller, &agent],
+        "caller: answer, agent hangs up, key 4, BYE from the daemon after the thank-you",
+    );
+    let call = daemon.the_one_call();
+    eprintln!(
+        "survey call: {}\ncaller RTP packets: {}",
+        pretty(&call),
+        caller.rtp()
+    );
+    let mut c = Checks::new();
+    c.str_eq(&call, "outcome", "answered");
+    c.str_eq(&call, "hangup_side", "agent");
+    c.that(
+        int_field(&call, "survey_score") == Some(4),
+        format!(
+            "survey_score: expected 4, got {:?}",
+            int_field(&call, "survey_score")
+        ),
+    );
+    let talk = int_field(&call, "talk_ms");
+    c.that(
+        talk.is_some_and(|ms| (1200..=2500).contains(&ms)),
+        format!("talk_ms: expected the agent's 1.5 s, got {talk:?} (the survey is not talk time)"),
+    );
+    // g711a.pcap from the agent is 51 packets; the survey prompt alone is about 300.
+    c.that(
+        caller.rtp() >= 250,
+        format!(
+            "the caller's socket got {} RTP packets: the survey prompt did not arrive",
+            caller.rtp()
+        ),
+    );
+    c.finish(&call, &reports(&[&caller, &agent]));
+}
