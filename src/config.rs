@@ -144,6 +144,14 @@ pub struct SurveyConfig {
     pub invalid_prompt: Option<PathBuf>,
     #[serde(default)]
     pub thanks_prompt: Option<PathBuf>,
+    /// An agent transfers the caller to the survey with a REFER to this user
+    /// (`Refer-To: <sip:survey@…>`).
+    #[serde(default = "default_survey_number")]
+    pub number: String,
+}
+
+fn default_survey_number() -> String {
+    "survey".into()
 }
 
 impl Default for SurveyConfig {
@@ -154,6 +162,7 @@ impl Default for SurveyConfig {
             prompt: None,
             invalid_prompt: None,
             thanks_prompt: None,
+            number: default_survey_number(),
         }
     }
 }

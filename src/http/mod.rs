@@ -9,6 +9,7 @@
 //! GET /api/calls/{id}     one call, 404 if unknown
 //! GET /api/calls/{id}/recording   the WAV, with Range (206)
 //! POST /api/calls/{id}/recording/pause | resume   for card numbers and the like
+//! POST /api/calls/{id}/survey   hand the caller to the satisfaction survey
 //! ```
 //! Everything under `/api` needs `Authorization: Bearer <token>` (see [`auth`]). Errors
 //! are JSON `{"error": "..."}`, mapped from [`ApiError`] in one place.
@@ -18,6 +19,7 @@ mod calls;
 mod error;
 mod health;
 mod recording;
+mod survey;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{id}/recording", get(recording::get))
         .route("/calls/{id}/recording/pause", post(recording::pause))
         .route("/calls/{id}/recording/resume", post(recording::resume))
+        .route("/calls/{id}/survey", post(survey::start))
         .fallback(error::api_not_found)
         // `layer`, not `route_layer`: unknown /api paths need a token too, so that they
         // cannot be used to probe which routes exist.

@@ -52,6 +52,8 @@ impl Default for Capabilities {
                 Method::Options,
                 Method::Register,
                 Method::Info,
+                Method::Update,
+                Method::Refer,
             ],
             supported: Vec::new(),
             accepted_bodies: vec![("application".into(), "sdp".into())],

@@ -41,6 +41,9 @@ impl Controller {
             return self.respond(tx, response_to(&req, 200, None, None)).await;
         }
         let connected = call.phase == Phase::Connected;
+        if req.method == Method::Refer && !from_caller && connected {
+            return self.refer_from_agent(key, tx, &req).await;
+        }
         if req.method == Method::Bye && !from_caller && connected && wants_survey {
             self.respond(tx, response_to(&req, 200, None, None)).await;
             return self.start_survey(key).await;
@@ -314,10 +317,17 @@ impl Controller {
             return false;
         };
         let queue_says = self.config.queue(&call.queue).and_then(|q| q.survey);
-        self.survey_prompts.is_some()
-            && queue_says.unwrap_or(self.config.survey.enabled)
-            && call.caller_codec.is_some()
-            && call.caller_dialog.is_some()
+        queue_says.unwrap_or(self.config.survey.enabled) && self.survey_wanted_ignoring_policy(key)
+    }
+
+    /// Whether a survey can run for this call at all (prompts, codec, a caller dialog),
+    /// whatever the policy: an explicit request (API, REFER) overrides the policy.
+    fn survey_wanted_ignoring_policy(&self, key: u64) -> bool {
+        self.calls.get(&key).is_some_and(|call| {
+            self.survey_prompts.is_some()
+                && call.caller_codec.is_some()
+                && call.caller_dialog.is_some()
+        })
     }
 
     /// The agent hung up: keep the caller, stop relaying to the agent, play the survey.
@@ -369,5 +379,79 @@ impl Controller {
             task,
         });
         tracing::info!(call = %call.record.id, "agent hung up: caller handed to the survey");
+    }
+
+    /// The API asked to hand this call's caller to the survey: BYE to the agent, then
+    /// the survey as if the agent had hung up.
+    pub(super) async fn survey_on_request(
+        &mut self,
+        call_id: &str,
+    ) -> Result<(), super::SurveyRefused> {
+        let key = self
+            .calls
+            .values()
+            .find(|c| c.record.id == call_id && c.phase == Phase::Connected)
+            .map(|c| c.key)
+            .ok_or(super::SurveyRefused::NoSuchCall)?;
+        if !self.survey_wanted_ignoring_policy(key) {
+            return Err(super::SurveyRefused::Unavailable);
+        }
+        if let Some(call) = self.calls.get_mut(&key) {
+            if let Some((dialog, target)) = call.agent_dialog.as_mut() {
+                let bye = dialog.request(Method::Bye);
+                let target = *target;
+                if let Ok(tx) = self.endpoint.request(bye, target).await {
+                    self.clients.insert(tx, Purpose::Bye);
+                }
+            }
+        }
+        self.start_survey(key).await;
+        Ok(())
+    }
+
+    /// The agent transfers the caller with REFER. Transfer to the survey number hands
+    /// the caller to the survey (202, a NOTIFY with the outcome, BYE to the agent);
+    /// other transfers are not supported yet.
+    async fn refer_from_agent(&mut self, key: u64, tx: ServerTx, req: &Request) {
+        let refer_to = req
+            .headers
+            .get(&HeaderName::ReferTo)
+            .and_then(|v| crate::sip::NameAddr::parse(v).ok())
+            .and_then(|n| n.uri.user());
+        let to_survey = refer_to.as_deref() == Some(self.config.survey.number.as_str());
+        if !to_survey || !self.survey_wanted_ignoring_policy(key) {
+            let resp = response_to(
+                req,
+                403,
+                Some("Forbidden: only transfers to the survey are supported"),
+                None,
+            );
+            return self.respond(tx, resp).await;
+        }
+        self.respond(tx, response_to(req, 202, None, None)).await;
+        if let Some(call) = self.calls.get_mut(&key) {
+            if let Some((dialog, target)) = call.agent_dialog.as_mut() {
+                let mut notify = dialog.request(Method::Notify);
+                notify.headers.push(HeaderName::Event, "refer");
+                notify.headers.push(
+                    HeaderName::Other("Subscription-State".into()),
+                    "terminated;reason=noresource",
+                );
+                notify
+                    .headers
+                    .push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+                notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
+                let target = *target;
+                if let Ok(client) = self.endpoint.request(notify, target).await {
+                    self.clients.insert(client, Purpose::Bye);
+                }
+            }
+        }
+        let id = self
+            .calls
+            .get(&key)
+            .map(|c| c.record.id.clone())
+            .unwrap_or_default();
+        let _ = self.survey_on_request(&id).await;
     }
 }

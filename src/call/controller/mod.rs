@@ -78,6 +78,23 @@ pub enum Control {
         pause: bool,
         reply: tokio::sync::oneshot::Sender<Result<Vec<PausedSpan>, RecordingRefused>>,
     },
+    /// Hand a connected call's caller to the survey now: the agent's leg is ended with
+    /// BYE (the agent's desktop asked for it through the API).
+    StartSurvey {
+        call_id: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), SurveyRefused>>,
+    },
+}
+
+/// Why a survey was not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SurveyRefused {
+    #[error("no connected call with that id")]
+    NoSuchCall,
+    #[error(
+        "the survey is not available for this call (disabled, or the caller's codec has no prompt)"
+    )]
+    Unavailable,
 }
 
 /// Why a pause/resume was not done.
@@ -205,6 +222,9 @@ impl Controller {
                     }
                     Control::Recording { call_id, pause, reply } => {
                         let _ = reply.send(self.pause_recording(&call_id, pause));
+                    }
+                    Control::StartSurvey { call_id, reply } => {
+                        let _ = reply.send(self.survey_on_request(&call_id).await);
                     }
                 },
                 _ = tick.tick() => self.route_waiting().await,
