@@ -14,8 +14,9 @@ use daemon_common::{
     DaemonSpec, PortBlock, QueueSpec, Sipp,
 };
 
-#[test]
-fn caller_scores_the_call_with_a_key_after_the_agent_hangs_up() {
+/// Runs one survey call: `agent_scenario` answers after 300 ms and leaves the call after
+/// talking 1.5 s; `caller_scenario` answers the survey. Checks the score and the rest.
+fn survey_call(agent_scenario: &str, caller_scenario: &str, want_score: i64) {
     let _shared = timing_shared();
     let ports = Arc::new(PortBlock::new());
     let agent_port = free_port();
@@ -24,24 +25,18 @@ fn caller_scores_the_call_with_a_key_after_the_agent_hangs_up() {
         vec![QueueSpec::consult("longest-idle", &["1001"])],
     );
     let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
-    // The agent answers after 300 ms, talks 1.5 s, hangs up.
-    let agent = Sipp::agent(
-        "agent 1001 (hangs up)",
-        "daemon_uas_bye.xml",
-        agent_port,
-        &ports,
-    )
-    .pause_ms(300)
-    .spawn();
-    // The caller presses 4 three seconds after the answer: while the prompt plays.
-    let caller = Sipp::caller("daemon_uac_survey.xml", daemon.sip_addr(), &ports)
+    let agent = Sipp::agent("agent 1001 (leaves)", agent_scenario, agent_port, &ports)
+        .pause_ms(300)
+        .spawn();
+    // The caller answers three seconds after the answer: while the prompt plays.
+    let caller = Sipp::caller(caller_scenario, daemon.sip_addr(), &ports)
         .pause_ms(3000)
         .timeout(Duration::from_secs(45))
         .run();
     let agent = agent.wait_at_most(Duration::from_secs(15));
     assert_all_ok(
         &[&caller, &agent],
-        "caller: answer, agent hangs up, key 4, BYE from the daemon after the thank-you",
+        "agent leaves after 1.5 s, the caller answers the survey, BYE from the daemon after the thank-you",
     );
     let call = daemon.the_one_call();
     eprintln!(
@@ -53,9 +48,9 @@ fn caller_scores_the_call_with_a_key_after_the_agent_hangs_up() {
     c.str_eq(&call, "outcome", "answered");
     c.str_eq(&call, "hangup_side", "agent");
     c.that(
-        int_field(&call, "survey_score") == Some(4),
+        int_field(&call, "survey_score") == Some(want_score),
         format!(
-            "survey_score: expected 4, got {:?}",
+            "survey_score: expected {want_score}, got {:?}",
             int_field(&call, "survey_score")
         ),
     );
@@ -73,4 +68,23 @@ fn caller_scores_the_call_with_a_key_after_the_agent_hangs_up() {
         ),
     );
     c.finish(&call, &reports(&[&caller, &agent]));
+}
+
+/// RFC 4733: the caller presses 4 (SIPp's dtmf_2833_4.pcap) after the agent's BYE.
+#[test]
+fn caller_scores_the_call_with_a_key_after_the_agent_hangs_up() {
+    survey_call("daemon_uas_bye.xml", "daemon_uac_survey.xml", 4);
+}
+
+/// The key as SIP INFO (application/dtmf-relay, Signal=2).
+#[test]
+fn a_sip_info_key_scores_the_call() {
+    survey_call("daemon_uas_bye.xml", "daemon_uac_survey_info.xml", 2);
+}
+
+/// The agent transfers the caller to the survey with REFER (Refer-To: sip:survey@…):
+/// 202, a NOTIFY, then the daemon's BYE to the agent; the caller then scores with 4.
+#[test]
+fn an_agent_refer_to_the_survey_number_hands_the_caller_over() {
+    survey_call("daemon_uas_refer.xml", "daemon_uac_survey.xml", 4);
 }

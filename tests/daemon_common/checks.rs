@@ -107,6 +107,11 @@ impl Checks {
         }
     }
 
+    /// The failed checks so far, for a caller that gathers several records' checks.
+    pub fn into_failures(self) -> Vec<String> {
+        self.failures
+    }
+
     /// Panics with every failed check, the call record and `context`.
     pub fn finish(self, call: &Value, context: &str) {
         if self.failures.is_empty() {

@@ -88,6 +88,8 @@ pub struct QueueSpec {
     /// Written only when set (the daemon's default applies otherwise).
     pub retry_ms: Option<u64>,
     pub overflow: Option<String>,
+    /// `record = ...`, written only when set (the daemon records by default).
+    pub record: Option<bool>,
 }
 
 impl QueueSpec {
@@ -108,6 +110,7 @@ impl QueueSpec {
             wrap_up_ms: 0,
             retry_ms: None,
             overflow: None,
+            record: None,
         }
     }
 
@@ -130,6 +133,12 @@ impl QueueSpec {
         self.retry_ms = Some(ms);
         self
     }
+
+    /// `record = true|false` for this queue.
+    pub fn record(mut self, on: bool) -> Self {
+        self.record = Some(on);
+        self
+    }
 }
 
 /// What a test config holds besides ports and paths (which the daemon harness fills in).
@@ -142,6 +151,8 @@ pub struct DaemonSpec {
     pub t1_ms: u64,
     pub agents: Vec<AgentSpec>,
     pub queues: Vec<QueueSpec>,
+    /// `[sip] trusted_peers`, written only when set (the daemon trusts loopback by default).
+    pub trusted_peers: Option<Vec<String>>,
 }
 
 impl DaemonSpec {
@@ -154,6 +165,7 @@ impl DaemonSpec {
             t1_ms: 500,
             agents,
             queues,
+            trusted_peers: None,
         }
     }
 
@@ -161,7 +173,16 @@ impl DaemonSpec {
         self.grace_ms = ms;
         self
     }
+
+    /// `[sip] trusted_peers` (IPs or CIDRs whose `X-Record` header is honoured).
+    pub fn trusted_peers(mut self, peers: &[&str]) -> Self {
+        self.trusted_peers = Some(peers.iter().map(|p| p.to_string()).collect());
+        self
+    }
 }
+
+/// The recordings root (`[store] recordings`), inside the daemon's temp dir.
+pub const RECORDINGS_DIR: &str = "rec";
 
 /// Ports and paths of one daemon instance.
 #[derive(Clone, Debug)]
@@ -192,6 +213,9 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     );
     let _ = writeln!(t, "realm = \"threering\"");
     let _ = writeln!(t, "t1_ms = {}", spec.t1_ms);
+    if let Some(peers) = &spec.trusted_peers {
+        let _ = writeln!(t, "trusted_peers = {}", toml_list(peers));
+    }
     let _ = writeln!(t, "\n[media]");
     let _ = writeln!(t, "address = \"127.0.0.1\"");
     let _ = writeln!(t, "rtp_ports = [{}, {}]", at.rtp.0, at.rtp.1);
@@ -207,7 +231,11 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
         "database = {}",
         toml_str(&format!("sqlite://{dir}/t.db"))
     );
-    let _ = writeln!(t, "recordings = {}", toml_str(&format!("{dir}/rec")));
+    let _ = writeln!(
+        t,
+        "recordings = {}",
+        toml_str(&format!("{dir}/{RECORDINGS_DIR}"))
+    );
     let _ = writeln!(t, "\n[rings]");
     let _ = writeln!(t, "cadence_ms = {}", spec.cadence_ms);
     let _ = writeln!(t, "target = {}", spec.target);
@@ -240,6 +268,9 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
             let _ = writeln!(t, "overflow = {}", toml_str(overflow));
         }
         let _ = writeln!(t, "wrap_up_ms = {}", q.wrap_up_ms);
+        if let Some(record) = q.record {
+            let _ = writeln!(t, "record = {record}");
+        }
     }
     t
 }

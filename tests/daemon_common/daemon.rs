@@ -15,8 +15,8 @@ use tempfile::TempDir;
 
 use super::base::{free_port, loopback, read_lossy, tail, unique_token, THREERING};
 use super::checks::pretty;
-use super::config::{config_toml, DaemonSpec, Placement};
-use super::http::{http_get, HttpResponse};
+use super::config::{config_toml, DaemonSpec, Placement, RECORDINGS_DIR};
+use super::http::{http_get, http_request, HttpResponse};
 use super::ports::PortBlock;
 use super::READY_TIMEOUT;
 
@@ -227,6 +227,21 @@ impl Daemon {
     /// `GET path` with this daemon's bearer token.
     pub fn get(&self, path: &str) -> Result<HttpResponse, String> {
         http_get(self.http_addr(), path, Some(&self.token))
+    }
+
+    /// `GET path` with this daemon's bearer token and extra `headers` (e.g. `Range`).
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, String> {
+        http_request(self.http_addr(), "GET", path, Some(&self.token), headers)
+    }
+
+    /// `POST path` (no body) with this daemon's bearer token.
+    pub fn post(&self, path: &str) -> Result<HttpResponse, String> {
+        http_request(self.http_addr(), "POST", path, Some(&self.token), &[])
+    }
+
+    /// The recordings root of this daemon's config (`[store] recordings`).
+    pub fn recordings_root(&self) -> PathBuf {
+        self.at.dir.join(RECORDINGS_DIR)
     }
 
     /// `GET /api/calls` → the `calls` array.

@@ -1,5 +1,6 @@
-//! HTTP/1.1 over a plain `TcpStream`: one `GET` (Connection: close, optional bearer
-//! token) and its response parsed, chunked bodies included.
+//! HTTP/1.1 over a plain `TcpStream`: one request without a body (`GET`, `POST`;
+//! Connection: close, optional bearer token and extra headers) and its response parsed,
+//! chunked bodies included, the body kept as raw bytes.
 
 use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
@@ -32,14 +33,33 @@ const HTTP_WAIT: Duration = Duration::from_secs(5);
 
 /// `GET path` (Connection: close), optionally with `Authorization: Bearer token`.
 pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<HttpResponse, String> {
+    http_request(addr, "GET", path, token, &[])
+}
+
+/// `method path` with no body (Connection: close), optionally with `Authorization: Bearer
+/// token`, and `headers` as (name, value) pairs. The body of the answer is kept as raw
+/// bytes (a WAV file, say).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("HTTP connect to {addr}: {e}"))?;
     stream
         .set_write_timeout(Some(HTTP_WAIT))
         .map_err(|e| e.to_string())?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = token {
         let _ = write!(req, "Authorization: Bearer {token}\r\n");
+    }
+    for (name, value) in headers {
+        let _ = write!(req, "{name}: {value}\r\n");
+    }
+    if method != "GET" && method != "HEAD" {
+        req.push_str("Content-Length: 0\r\n");
     }
     req.push_str("\r\n");
     stream
@@ -52,7 +72,7 @@ pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Htt
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(format!(
-                "GET {path}: no complete answer within {HTTP_WAIT:?} (got {})",
+                "{method} {path}: no complete answer within {HTTP_WAIT:?} (got {})",
                 show_bytes(&raw, 300)
             ));
         }
@@ -64,11 +84,11 @@ pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Htt
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if raw.is_empty() => return Err(format!("GET {path}: read: {e}")),
+            Err(e) if raw.is_empty() => return Err(format!("{method} {path}: read: {e}")),
             Err(_) => break,
         }
     }
-    parse_http_response(&raw).map_err(|e| format!("GET {path}: {e}"))
+    parse_http_response(&raw).map_err(|e| format!("{method} {path}: {e}"))
 }
 
 fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {

@@ -7,9 +7,10 @@
 //!
 //! Layout: [`ports`] (a block of UDP ports for RTP and SIPp media), [`config`] (what a
 //! test config holds, written as TOML), [`daemon`] (the `threering serve` process and its
-//! API calls), [`http`] (HTTP/1.1 GET over a plain socket), [`checks`] (JSON field access
-//! and collected check failures), [`rtp_sink`] (a socket counting relayed media),
-//! [`sipp`] (SIPp callers and agents, their outcomes), [`raw_sip`] (a hand-made INVITE).
+//! API calls), [`http`] (HTTP/1.1 GET and POST over a plain socket), [`checks`] (JSON
+//! field access and collected check failures), [`rtp_sink`] (a socket counting relayed
+//! media), [`sipp`] (SIPp callers and agents, their outcomes), [`raw_sip`] (a hand-made
+//! INVITE).
 //! Every public name is re-exported here, so tests write `daemon_common::NAME`.
 //!
 //! Debugging aids: the daemon inherits the environment (THREERING_LOG=debug makes it log
@@ -50,7 +51,7 @@ pub use config::{config_toml, token_sha256, AgentSpec, DaemonSpec, Placement, Qu
 #[allow(unused_imports)]
 pub use daemon::{check_config, Daemon};
 #[allow(unused_imports)]
-pub use http::{http_get, HttpResponse};
+pub use http::{http_get, http_request, HttpResponse};
 #[allow(unused_imports)]
 pub use ports::PortBlock;
 #[allow(unused_imports)]

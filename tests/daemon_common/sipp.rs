@@ -36,6 +36,8 @@ pub struct Sipp {
     timeout: Duration,
     extra: Vec<String>,
     call_id_prefix: Option<String>,
+    /// Bind the RTP sink on `media_port + 4` (true unless [`Sipp::without_sink`]).
+    sink: bool,
 }
 
 impl Sipp {
@@ -55,6 +57,7 @@ impl Sipp {
             timeout: Duration::from_secs(30),
             extra: Vec::new(),
             call_id_prefix: None,
+            sink: true,
         }
     }
 
@@ -129,6 +132,18 @@ impl Sipp {
         self
     }
 
+    /// The `-mp` port M of this run: its SDP names M + 4.
+    pub fn media_port(&self) -> Option<u16> {
+        self.media_port
+    }
+
+    /// Binds no RTP sink on `media_port + 4`: the test binds that port itself, to send
+    /// media from the address the SDP names (and receive what the daemon relays there).
+    pub fn without_sink(mut self) -> Self {
+        self.sink = false;
+        self
+    }
+
     /// Starts SIPp (after binding its RTP sink). Agents: returns once SIPp listens.
     pub fn spawn(self) -> SippRun {
         let sipp = sipp_binary();
@@ -155,7 +170,9 @@ impl Sipp {
         let mut sink = None;
         if let Some(m) = self.media_port {
             args.extend(["-mp".into(), m.to_string()]);
-            sink = Some(RtpSink::bind(m + 4));
+            if self.sink {
+                sink = Some(RtpSink::bind(m + 4));
+            }
         }
         if let Some(d) = self.pause_ms {
             args.extend(["-d".into(), d.to_string()]);
