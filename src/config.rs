@@ -273,6 +273,13 @@ pub struct QueueConfig {
     /// Survey this queue's callers after the agent hangs up; `[survey] enabled` if absent.
     #[serde(default)]
     pub survey: Option<bool>,
+    /// This queue's own survey prompts (8 kHz mono 16-bit WAV); `[survey]`'s otherwise.
+    #[serde(default)]
+    pub survey_prompt: Option<PathBuf>,
+    #[serde(default)]
+    pub survey_invalid_prompt: Option<PathBuf>,
+    #[serde(default)]
+    pub survey_thanks_prompt: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

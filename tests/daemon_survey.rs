@@ -17,13 +17,36 @@ use daemon_common::{
 /// Runs one survey call: `agent_scenario` answers after 300 ms and leaves the call after
 /// talking 1.5 s; `caller_scenario` answers the survey. Checks the score and the rest.
 fn survey_call(agent_scenario: &str, caller_scenario: &str, want_score: i64) {
+    let call = survey_call_with(agent_scenario, caller_scenario, None, 250);
+    let mut c = Checks::new();
+    c.that(
+        int_field(&call, "survey_score") == Some(want_score),
+        format!(
+            "survey_score: expected {want_score}, got {:?}",
+            int_field(&call, "survey_score")
+        ),
+    );
+    c.finish(&call, "");
+}
+
+/// The survey call itself; checks what every survey call shows and returns the record.
+/// `min_rtp`: packets the caller's socket must get (prompts are ~50 packets a second).
+fn survey_call_with(
+    agent_scenario: &str,
+    caller_scenario: &str,
+    survey_timeout_ms: Option<u64>,
+    min_rtp: u64,
+) -> serde_json::Value {
     let _shared = timing_shared();
     let ports = Arc::new(PortBlock::new());
     let agent_port = free_port();
-    let spec = DaemonSpec::new(
+    let mut spec = DaemonSpec::new(
         vec![AgentSpec::at("1001", agent_port)],
         vec![QueueSpec::consult("longest-idle", &["1001"])],
     );
+    if let Some(ms) = survey_timeout_ms {
+        spec = spec.survey_timeout_ms(ms);
+    }
     let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
     let agent = Sipp::agent("agent 1001 (leaves)", agent_scenario, agent_port, &ports)
         .pause_ms(300)
@@ -47,13 +70,6 @@ fn survey_call(agent_scenario: &str, caller_scenario: &str, want_score: i64) {
     let mut c = Checks::new();
     c.str_eq(&call, "outcome", "answered");
     c.str_eq(&call, "hangup_side", "agent");
-    c.that(
-        int_field(&call, "survey_score") == Some(want_score),
-        format!(
-            "survey_score: expected {want_score}, got {:?}",
-            int_field(&call, "survey_score")
-        ),
-    );
     let talk = int_field(&call, "talk_ms");
     c.that(
         talk.is_some_and(|ms| (1200..=2500).contains(&ms)),
@@ -61,13 +77,14 @@ fn survey_call(agent_scenario: &str, caller_scenario: &str, want_score: i64) {
     );
     // g711a.pcap from the agent is 51 packets; the survey prompt alone is about 300.
     c.that(
-        caller.rtp() >= 250,
+        caller.rtp() >= min_rtp,
         format!(
-            "the caller's socket got {} RTP packets: the survey prompt did not arrive",
+            "the caller's socket got {} RTP packets (want >= {min_rtp}): the prompts did not arrive",
             caller.rtp()
         ),
     );
     c.finish(&call, &reports(&[&caller, &agent]));
+    call
 }
 
 /// RFC 4733: the caller presses 4 (SIPp's dtmf_2833_4.pcap) after the agent's BYE.
@@ -87,4 +104,34 @@ fn a_sip_info_key_scores_the_call() {
 #[test]
 fn an_agent_refer_to_the_survey_number_hands_the_caller_over() {
     survey_call("daemon_uas_refer.xml", "daemon_uac_survey.xml", 4);
+}
+
+/// No key within `[survey] timeout_ms`: the thank-you, BYE, and no score.
+#[test]
+fn no_key_ends_the_survey_without_a_score() {
+    let call = survey_call_with(
+        "daemon_uas_bye.xml",
+        "daemon_uac_wait_bye.xml",
+        Some(2000),
+        250,
+    );
+    let mut c = Checks::new();
+    c.null(&call, "survey_score");
+    c.finish(&call, "");
+}
+
+/// A key that is not 1-5 (#) plays the apology and asks once more; then, with no key,
+/// the survey ends without a score. Survey (6 s) + apology (4 s) + survey again: the
+/// caller gets far more prompt packets than one question.
+#[test]
+fn an_invalid_key_replays_the_question_once() {
+    let call = survey_call_with(
+        "daemon_uas_bye.xml",
+        "daemon_uac_survey_invalid.xml",
+        Some(2000),
+        700,
+    );
+    let mut c = Checks::new();
+    c.null(&call, "survey_score");
+    c.finish(&call, "");
 }

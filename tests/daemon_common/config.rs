@@ -153,6 +153,8 @@ pub struct DaemonSpec {
     pub queues: Vec<QueueSpec>,
     /// `[sip] trusted_peers`, written only when set (the daemon trusts loopback by default).
     pub trusted_peers: Option<Vec<String>>,
+    /// `[survey] timeout_ms`, written only when set.
+    pub survey_timeout_ms: Option<u64>,
 }
 
 impl DaemonSpec {
@@ -166,7 +168,13 @@ impl DaemonSpec {
             agents,
             queues,
             trusted_peers: None,
+            survey_timeout_ms: None,
         }
+    }
+
+    pub fn survey_timeout_ms(mut self, ms: u64) -> Self {
+        self.survey_timeout_ms = Some(ms);
+        self
     }
 
     pub fn grace_ms(mut self, ms: u64) -> Self {
@@ -242,6 +250,9 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let _ = writeln!(t, "limit = {}", spec.limit);
     let _ = writeln!(t, "\n[daemon]");
     let _ = writeln!(t, "grace_ms = {}", spec.grace_ms);
+    if let Some(ms) = spec.survey_timeout_ms {
+        let _ = writeln!(t, "\n[survey]\ntimeout_ms = {ms}");
+    }
     for a in &spec.agents {
         let _ = writeln!(t, "\n[[agents]]");
         let _ = writeln!(t, "id = {}", toml_str(&a.id));

@@ -324,7 +324,7 @@ impl Controller {
     /// whatever the policy: an explicit request (API, REFER) overrides the policy.
     fn survey_wanted_ignoring_policy(&self, key: u64) -> bool {
         self.calls.get(&key).is_some_and(|call| {
-            self.survey_prompts.is_some()
+            self.survey_prompts.contains_key(&call.queue)
                 && call.caller_codec.is_some()
                 && call.caller_dialog.is_some()
         })
@@ -333,10 +333,10 @@ impl Controller {
     /// The agent hung up: keep the caller, stop relaying to the agent, play the survey.
     /// Hand-off to the survey is not "the agent hung up first".
     pub(super) async fn start_survey(&mut self, key: u64) {
-        let Some(prompts) = self.survey_prompts.as_ref() else {
+        let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let Some(call) = self.calls.get_mut(&key) else {
+        let Some(prompts) = self.survey_prompts.get(&call.queue) else {
             return;
         };
         let Some((codec, pt)) = call.caller_codec else {

@@ -127,7 +127,7 @@ pub struct Controller {
     next_seq: u64,
     drain_until: Option<Instant>,
     /// Survey prompts, decoded at start; None if they could not be loaded (no survey).
-    survey_prompts: Option<super::survey::SurveyPrompts>,
+    survey_prompts: HashMap<String, super::survey::SurveyPrompts>,
     /// Recordings being closed (off this task); awaited before the store closes.
     finalizers: tokio::task::JoinSet<()>,
     cancel: CancellationToken,
@@ -152,7 +152,26 @@ impl Controller {
         pool: PortPool,
         cancel: CancellationToken,
     ) -> Self {
-        let survey_config = config.survey.clone();
+        // Each queue's survey prompts: the queue's own files, else [survey]'s, else the
+        // built-in ones. A queue whose prompts do not load has no survey (logged).
+        let mut survey_prompts = HashMap::new();
+        for queue in &config.queues {
+            let mut survey = config.survey.clone();
+            survey.prompt = queue.survey_prompt.clone().or(survey.prompt);
+            survey.invalid_prompt = queue
+                .survey_invalid_prompt
+                .clone()
+                .or(survey.invalid_prompt);
+            survey.thanks_prompt = queue.survey_thanks_prompt.clone().or(survey.thanks_prompt);
+            match super::survey::SurveyPrompts::load(&survey) {
+                Ok(prompts) => {
+                    survey_prompts.insert(queue.name.clone(), prompts);
+                }
+                Err(e) => {
+                    tracing::error!(queue = %queue.name, error = %e, "survey prompts could not be loaded: no survey for this queue")
+                }
+            }
+        }
         let now = Instant::now();
         let board = AgentBoard::new(
             config
@@ -188,13 +207,7 @@ impl Controller {
             next_key: 1,
             next_seq: 1,
             drain_until: None,
-            survey_prompts: match super::survey::SurveyPrompts::load(&survey_config) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::error!(error = %e, "survey prompts could not be loaded: no surveys");
-                    None
-                }
-            },
+            survey_prompts,
             finalizers: tokio::task::JoinSet::new(),
             cancel,
         }
