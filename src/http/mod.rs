@@ -102,6 +102,24 @@ async fn metrics_upkeep(handle: PrometheusHandle) {
     }
 }
 
+/// Sends a command to call control and waits for its answer; 503 when call control is
+/// not running (or stopped meanwhile).
+async fn ask_control<T>(
+    state: &AppState,
+    command: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::call::Control,
+) -> Result<T, ApiError> {
+    let unavailable = || ApiError::Unavailable {
+        message: "call control is not running".into(),
+    };
+    let control = state.control.as_ref().ok_or_else(unavailable)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    control
+        .send(command(reply))
+        .await
+        .map_err(|_| unavailable())?;
+    answer.await.map_err(|_| unavailable())
+}
+
 /// Stops a helper task when its owner's future ends or is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

@@ -140,20 +140,14 @@ async fn set_paused(
     Path(id): Path<String>,
     pause: bool,
 ) -> Result<Response, ApiError> {
-    let unavailable = || ApiError::Unavailable {
-        message: "call control is not running".into(),
-    };
-    let control = state.control.as_ref().ok_or_else(unavailable)?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    control
-        .send(Control::Recording {
-            call_id: id.clone(),
-            pause,
-            reply,
-        })
-        .await
-        .map_err(|_| unavailable())?;
-    match answer.await.map_err(|_| unavailable())? {
+    let call_id = id.clone();
+    let answer = super::ask_control(&state, |reply| Control::Recording {
+        call_id,
+        pause,
+        reply,
+    })
+    .await?;
+    match answer {
         Ok(spans) => {
             Ok(Json(json!({ "id": id, "paused": pause, "paused_spans": spans })).into_response())
         }

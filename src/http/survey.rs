@@ -13,19 +13,10 @@ pub async fn start(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let unavailable = || ApiError::Unavailable {
-        message: "call control is not running".into(),
-    };
-    let control = state.control.as_ref().ok_or_else(unavailable)?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    control
-        .send(Control::StartSurvey {
-            call_id: id.clone(),
-            reply,
-        })
-        .await
-        .map_err(|_| unavailable())?;
-    match answer.await.map_err(|_| unavailable())? {
+    let call_id = id.clone();
+    let answer =
+        super::ask_control(&state, |reply| Control::StartSurvey { call_id, reply }).await?;
+    match answer {
         Ok(()) => Ok(Json(json!({ "id": id, "survey": "started" })).into_response()),
         Err(SurveyRefused::NoSuchCall) => Err(ApiError::NotFound {
             what: format!("connected call {id}"),
