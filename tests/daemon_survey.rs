@@ -135,3 +135,72 @@ fn an_invalid_key_replays_the_question_once() {
     c.null(&call, "survey_score");
     c.finish(&call, "");
 }
+
+/// The agent's desktop hands the caller to the survey through the API while both are
+/// still on the line: the daemon sends the agent a BYE, the caller hears the survey and
+/// scores with 4. An unknown call id is 404.
+#[test]
+fn the_api_hands_a_connected_caller_to_the_survey() {
+    let _shared = timing_shared();
+    let ports = Arc::new(PortBlock::new());
+    let agent_port = free_port();
+    let spec = DaemonSpec::new(
+        vec![AgentSpec::at("1001", agent_port)],
+        vec![QueueSpec::consult("longest-idle", &["1001"])],
+    );
+    let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
+    // The agent answers after 300 ms and waits for a BYE (which the daemon sends).
+    let agent = Sipp::agent("agent 1001", "daemon_uas_answer.xml", agent_port, &ports)
+        .pause_ms(300)
+        .spawn();
+    let caller = Sipp::caller("daemon_uac_survey.xml", daemon.sip_addr(), &ports)
+        .pause_ms(3000)
+        .timeout(Duration::from_secs(45))
+        .spawn();
+    // Once the call is answered (its record is written at the answer), ask for the survey.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let answered = daemon.calls().ok().and_then(|calls| {
+            calls
+                .into_iter()
+                .find(|c| c.get("answered_at").is_some_and(|a| !a.is_null()))
+                .and_then(|c| c.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+        });
+        if let Some(id) = answered {
+            break id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let resp = daemon
+        .post(&format!("/api/calls/{id}/survey"))
+        .expect("POST survey");
+    assert_eq!(
+        resp.status,
+        200,
+        "POST /api/calls/{id}/survey: {}",
+        resp.text()
+    );
+    let missing = daemon
+        .post("/api/calls/no-such-call/survey")
+        .expect("POST survey");
+    assert_eq!(missing.status, 404, "unknown call: {}", missing.text());
+    let caller = caller.wait();
+    let agent = agent.wait_at_most(Duration::from_secs(15));
+    assert_all_ok(&[&caller, &agent], "survey asked for through the API");
+    let call = daemon.the_one_call();
+    let mut c = Checks::new();
+    c.that(
+        int_field(&call, "survey_score") == Some(4),
+        format!(
+            "survey_score: expected 4, got {:?}",
+            int_field(&call, "survey_score")
+        ),
+    );
+    c.str_eq(&call, "hangup_side", "agent");
+    c.finish(&call, &reports(&[&caller, &agent]));
+}
