@@ -245,24 +245,8 @@ impl Transports {
         data: Bytes,
     ) -> Result<(), TransportError> {
         match protocol {
-            Protocol::Udp => {
-                let socket = self
-                    .udp
-                    .iter()
-                    .find(|(a, _)| Some(*a) == local)
-                    .or_else(|| {
-                        self.udp
-                            .iter()
-                            .find(|(a, _)| a.is_ipv4() == remote.is_ipv4())
-                    })
-                    .map(|(_, s)| s.clone())
-                    .ok_or(TransportError::NoListener { protocol, remote })?;
-                socket
-                    .send_to(&data, remote)
-                    .await
-                    .map(drop)
-                    .map_err(|source| TransportError::Send { remote, source })
-            }
+            // A datagram never waits: the same path as `send_now`.
+            Protocol::Udp => self.send_now(protocol, local, remote, &data).map(drop),
             Protocol::Tcp => {
                 let existing = self.conns.lock().expect("conns lock").get(&remote).cloned();
                 let conn = match existing {
