@@ -40,6 +40,109 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
+    /// Tickets: the form's lists and the survey threshold.
+    #[serde(default)]
+    pub tickets: TicketsConfig,
+    /// The working calendar the SLA clocks run on.
+    #[serde(default)]
+    pub calendar: crate::tickets::calendar::CalendarConfig,
+    /// Reply deadlines per ticket kind.
+    #[serde(default)]
+    pub sla: crate::tickets::sla::SlaConfig,
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+    /// Outbound trunks (callbacks to customers go out through them).
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
+}
+
+/// `[tickets]`: what the form offers and when a survey reopens a ticket.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketsConfig {
+    /// Business areas (业务区域) a ticket is dispatched by.
+    pub areas: Vec<String>,
+    /// Inquiry types (咨询类型).
+    pub inquiry_types: Vec<String>,
+    /// Ticket ids are `<id_prefix>-YYYYMMDD-NNNN`.
+    pub id_prefix: String,
+    /// A reply call's survey score at or below this reopens the ticket.
+    pub reopen_score: u8,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        TicketsConfig {
+            areas: strings(&["华南", "华东", "华北", "西南", "东北"]),
+            inquiry_types: strings(&[
+                "下单",
+                "查单",
+                "收送范围",
+                "运输费用",
+                "运送时效",
+                "禁寄物品",
+                "办理流程",
+                "办理须知",
+                "其他",
+            ]),
+            id_prefix: "T".into(),
+            reopen_score: 2,
+        }
+    }
+}
+
+/// `[archive]`: where ticket bundles go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Root of `YYYY/MM/DD/<kind>/<ticket id>.tar`.
+    pub root: PathBuf,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            root: PathBuf::from("archive"),
+        }
+    }
+}
+
+/// `[[trunks]]`: a SIP trunk (PBX, carrier, Kamailio) that outbound calls go through.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    /// `HOST:PORT` (an IP address; names are not resolved).
+    pub address: String,
+    /// udp | tcp
+    #[serde(default = "default_trunk_transport")]
+    pub transport: String,
+    /// Digest credentials, when the trunk challenges our INVITEs.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// The number customers see (From user); the queue's first number otherwise.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+}
+
+fn default_trunk_transport() -> String {
+    "udp".into()
+}
+
+impl TrunkConfig {
+    /// Where the trunk is, when `address` and `transport` are valid.
+    pub fn target(&self) -> Option<(SocketAddr, crate::sip::transport::Protocol)> {
+        let addr = self.address.parse().ok()?;
+        let protocol = match self.transport.to_ascii_lowercase().as_str() {
+            "udp" => crate::sip::transport::Protocol::Udp,
+            "tcp" => crate::sip::transport::Protocol::Tcp,
+            _ => return None,
+        };
+        Some((addr, protocol))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -478,7 +581,79 @@ impl Config {
         self.check_daemon(&mut problems);
         self.check_agents(&mut problems);
         self.check_queues(&mut problems);
+        self.check_tickets(&mut problems);
         problems
+    }
+
+    /// The trunk called `name`, or the first one when `name` is None.
+    pub fn trunk(&self, name: Option<&str>) -> Option<&TrunkConfig> {
+        match name {
+            Some(name) => self.trunks.iter().find(|t| t.name == name),
+            None => self.trunks.first(),
+        }
+    }
+
+    fn check_tickets(&self, problems: &mut Vec<ConfigProblem>) {
+        let tickets = &self.tickets;
+        if tickets.areas.is_empty() {
+            problems.push(ConfigProblem::new("tickets.areas", "must not be empty"));
+        }
+        if tickets.inquiry_types.is_empty() {
+            problems.push(ConfigProblem::new(
+                "tickets.inquiry_types",
+                "must not be empty",
+            ));
+        }
+        let prefix_ok = !tickets.id_prefix.is_empty()
+            && tickets.id_prefix.len() <= 8
+            && tickets.id_prefix.chars().all(|c| c.is_ascii_alphanumeric());
+        if !prefix_ok {
+            problems.push(ConfigProblem::new(
+                "tickets.id_prefix",
+                "1 to 8 ASCII letters or digits, e.g. \"T\"",
+            ));
+        }
+        if tickets.reopen_score > 5 {
+            problems.push(ConfigProblem::new(
+                "tickets.reopen_score",
+                "survey scores are 1-5 (0 = never reopen)",
+            ));
+        }
+        if let Err(list) = self.calendar.compile() {
+            for (key, message) in list {
+                problems.push(ConfigProblem::new(format!("calendar.{key}"), message));
+            }
+        }
+        for (key, message) in self.sla.validate() {
+            problems.push(ConfigProblem::new(format!("sla.{key}"), message));
+        }
+        let mut names = HashSet::new();
+        for (i, trunk) in self.trunks.iter().enumerate() {
+            if !names.insert(trunk.name.as_str()) {
+                problems.push(ConfigProblem::new(
+                    format!("trunks[{i}].name"),
+                    format!("trunk {:?} is defined twice", trunk.name),
+                ));
+            }
+            if trunk.address.parse::<SocketAddr>().is_err() {
+                problems.push(ConfigProblem::new(
+                    format!("trunks[{i}].address"),
+                    format!("{:?} is not IP:PORT", trunk.address),
+                ));
+            }
+            if !matches!(trunk.transport.to_ascii_lowercase().as_str(), "udp" | "tcp") {
+                problems.push(ConfigProblem::new(
+                    format!("trunks[{i}].transport"),
+                    "udp or tcp",
+                ));
+            }
+            if trunk.username.is_some() != trunk.password.is_some() {
+                problems.push(ConfigProblem::new(
+                    format!("trunks[{i}]"),
+                    "username and password go together",
+                ));
+            }
+        }
     }
 
     /// The queue that a dialled number (Request-URI user part) routes to.

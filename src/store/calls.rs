@@ -215,19 +215,26 @@ async fn replace_attempts(
     Ok(())
 }
 
+/// The call's own ticket links: `X-Ticket-ID` on an inbound call (role `inbound`), the
+/// ticket of a callback (role `reply`). Links are only ever added here: those made through
+/// the API stay when call control saves the call again.
 async fn replace_tickets(conn: &mut SqliteConnection, call: &CallRecord) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM call_tickets WHERE call_id = ?")
-        .bind(&call.id)
-        .execute(&mut *conn)
-        .await?;
-    for (seq, ticket) in call.tickets.iter().enumerate() {
-        // A ticket linked twice (header and API) is one link.
+    let (role, by) = match call.direction {
+        crate::call::record::Direction::Inbound => ("inbound", "sip"),
+        crate::call::record::Direction::Outbound => ("reply", "callback"),
+    };
+    for ticket in &call.tickets {
         sqlx::query(
-            "INSERT OR IGNORE INTO call_tickets (call_id, seq, ticket_id) VALUES (?, ?, ?)",
+            "INSERT INTO call_tickets (call_id, seq, ticket_id, role, linked_at, linked_by) \
+             VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM call_tickets WHERE call_id = ?), ?, ?, ?, ?) \
+             ON CONFLICT (call_id, ticket_id) DO NOTHING",
         )
         .bind(&call.id)
-        .bind(seq as i64)
+        .bind(&call.id)
         .bind(ticket)
+        .bind(role)
+        .bind(call.started_at)
+        .bind(by)
         .execute(&mut *conn)
         .await?;
     }
@@ -361,7 +368,7 @@ fn decode<T: DeserializeOwned>(
 
 /// Reads back an enum stored by its `as_str()` name. The record enums' serde names are
 /// those same names, so serde gives the inverse for every variant, present and future.
-fn from_name<T: DeserializeOwned>(name: &str) -> Option<T> {
+pub(super) fn from_name<T: DeserializeOwned>(name: &str) -> Option<T> {
     let deserializer: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
     T::deserialize(deserializer).ok()
 }
@@ -383,6 +390,7 @@ mod tests {
             CallOutcome::NoAgent,
             CallOutcome::Rejected,
             CallOutcome::Failed,
+            CallOutcome::NotReached,
         ] {
             assert_eq!(from_name::<CallOutcome>(o.as_str()), Some(o));
         }

@@ -11,6 +11,7 @@
 //! Times are epoch milliseconds, booleans 0/1, enums their `as_str()` names.
 
 mod calls;
+mod tickets;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 };
 
 pub use calls::CallFilter;
+pub use tickets::TicketFilter;
 pub use writer::StoreWriter;
 
 /// Longest a statement waits for another connection's write lock before failing.
@@ -49,6 +51,14 @@ pub enum StoreError {
     #[error("call {call_id:?}: column {column} holds {value:?}, which this version cannot read")]
     Corrupt {
         call_id: String,
+        column: &'static str,
+        value: String,
+    },
+    #[error(
+        "ticket {ticket_id:?}: column {column} holds {value:?}, which this version cannot read"
+    )]
+    CorruptTicket {
+        ticket_id: String,
         column: &'static str,
         value: String,
     },

@@ -49,8 +49,18 @@ impl StoreWriter {
     /// daemon awaits the returned handle at shutdown, after [`StoreWriter::close`], so
     /// that no queued record is lost.
     pub fn spawn(store: Store, capacity: usize) -> (StoreWriter, JoinHandle<()>) {
+        StoreWriter::spawn_with_tickets(store, capacity, None)
+    }
+
+    /// As [`StoreWriter::spawn`]; each record written is then also applied to the
+    /// tickets it is a reply call of (replied, survey score), in the same order.
+    pub fn spawn_with_tickets(
+        store: Store,
+        capacity: usize,
+        tickets: Option<crate::tickets::Tickets>,
+    ) -> (StoreWriter, JoinHandle<()>) {
         let (queue, commands) = mpsc::channel(capacity.max(1));
-        let task = tokio::spawn(run(store, commands));
+        let task = tokio::spawn(run(store, commands, tickets));
         (StoreWriter { queue }, task)
     }
 
@@ -86,10 +96,20 @@ impl StoreWriter {
     }
 }
 
-async fn run(store: Store, mut commands: mpsc::Receiver<Command>) {
+async fn run(
+    store: Store,
+    mut commands: mpsc::Receiver<Command>,
+    tickets: Option<crate::tickets::Tickets>,
+) {
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Save(call) => write_with_retries(&store, &call).await,
+            Command::Save(call) => {
+                if write_with_retries(&store, &call).await {
+                    if let Some(tickets) = &tickets {
+                        tickets.on_call_saved(&call).await;
+                    }
+                }
+            }
             Command::Flush(done) => {
                 let _ = done.send(());
             }
@@ -103,11 +123,11 @@ async fn run(store: Store, mut commands: mpsc::Receiver<Command>) {
 /// Writes one record, retrying a few times: the usual failures (a locked database, a
 /// full disk being cleaned up) pass. Never panics; a record that cannot be written is
 /// logged with its id so it can be found in the log.
-async fn write_with_retries(store: &Store, call: &CallRecord) {
+async fn write_with_retries(store: &Store, call: &CallRecord) -> bool {
     let mut delay = FIRST_RETRY_DELAY;
     for attempt in 1..=WRITE_ATTEMPTS {
         match store.save_call(call).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) if attempt < WRITE_ATTEMPTS => {
                 tracing::warn!(call_id = %call.id, attempt, error = %e, "writing call record failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -118,4 +138,5 @@ async fn write_with_retries(store: &Store, call: &CallRecord) {
             }
         }
     }
+    false
 }
