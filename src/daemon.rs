@@ -51,7 +51,12 @@ pub async fn run(
     let root = CancellationToken::new();
     let store = Store::open(&config.store.database).await?;
     repair_recordings(&store, &config.store.recordings).await?;
-    let (writer, writer_task) = StoreWriter::spawn(store.clone(), 1024);
+    let tickets = crate::tickets::Tickets::new(
+        store.clone(),
+        crate::tickets::ticket::Rules::from_config(&config),
+    );
+    let (writer, writer_task) =
+        StoreWriter::spawn_with_tickets(store.clone(), 1024, Some(tickets.clone()));
     let metrics = crate::metrics::install();
 
     let listen = config.sip_listen_specs().map_err(DaemonError::Config)?;
@@ -100,6 +105,8 @@ pub async fn run(
         rings: config.rings.clone(),
         recordings: config.store.recordings.clone(),
         control: Some(control_tx.clone()),
+        tickets,
+        archive_root: config.archive.root.clone(),
     };
     let http_token = root.child_token();
     let http_stop = http_token.clone();

@@ -41,6 +41,23 @@ enum Command {
     },
     /// Check a config file; prints every problem with the key that has it.
     CheckConfig { file: PathBuf },
+    /// Archive tickets: check each for completeness (listing what is missing), then
+    /// write one bundle per ticket under [archive] root. `archive verify PATH` re-checks
+    /// a bundle.
+    #[command(args_conflicts_with_subcommands = true)]
+    Archive {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One ticket, by id (T-YYYYMMDD-NNNN).
+        #[arg(long, conflicts_with = "closed_before")]
+        ticket: Option<String>,
+        /// Every closed, unarchived ticket closed before this local date (YYYY-MM-DD)
+        /// or time (RFC 3339).
+        #[arg(long)]
+        closed_before: Option<String>,
+        #[command(subcommand)]
+        action: Option<ArchiveAction>,
+    },
     /// Run the built-in test UAS: answers INVITEs after --ring-ms, echoes RTP, and
     /// registers the --user accounts with digest authentication.
     SipEcho {
@@ -64,6 +81,12 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ArchiveAction {
+    /// Re-check a bundle: every member against manifest.json and SHA256SUMS.
+    Verify { path: PathBuf },
+}
+
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())),
@@ -75,6 +98,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::CheckConfig { file } = &cli.command {
         return check_config(file);
+    }
+    if let Command::Archive {
+        action: Some(ArchiveAction::Verify { path }),
+        ..
+    } = &cli.command
+    {
+        return verify_bundle(path);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -111,6 +141,18 @@ fn main() -> anyhow::Result<()> {
                 println!("database {} is up to date", config.store.database);
             }
             Command::CheckConfig { .. } => unreachable!("handled before the runtime starts"),
+            Command::Archive {
+                config,
+                ticket,
+                closed_before,
+                action: _,
+            } => {
+                let config = load_config(config.as_ref())?;
+                let failed = archive(config, ticket, closed_before).await?;
+                if failed > 0 {
+                    std::process::exit(1);
+                }
+            }
             Command::SipEcho {
                 listen,
                 ring_ms,
@@ -127,6 +169,133 @@ fn main() -> anyhow::Result<()> {
     // Tasks still parked (idle connections, timers) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// `threering archive verify PATH`: exit 0 if the bundle is whole, 1 (listing every
+/// problem) if not.
+fn verify_bundle(path: &std::path::Path) -> anyhow::Result<()> {
+    match threering::archive::verify(path) {
+        Ok(verified) => {
+            println!(
+                "{}: ok, ticket {}, {} members, sha256 {}",
+                path.display(),
+                verified.ticket_id,
+                verified.members.len(),
+                verified.sha256
+            );
+            for (name, sha) in &verified.members {
+                println!("  {sha}  {name}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("archive verify: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Archives one ticket or a batch; returns how many were refused or failed.
+async fn archive(
+    config: Config,
+    ticket: Option<String>,
+    closed_before: Option<String>,
+) -> anyhow::Result<usize> {
+    use std::sync::{Arc, Mutex};
+    use threering::archive::ProgressBar;
+    use threering::tickets::archiving::{archive_ticket, ArchiveRefused};
+    use threering::tickets::ticket::Rules;
+    use threering::tickets::Tickets;
+
+    let store = threering::store::Store::open(&config.store.database)
+        .await
+        .context("archive: opening the store")?;
+    let rules = Rules::from_config(&config);
+    let ids: Vec<String> = match (ticket, closed_before) {
+        (Some(id), _) => vec![id],
+        (None, Some(before)) => {
+            let before_ms = parse_local_time(&before, &rules)?;
+            let filter = threering::store::TicketFilter {
+                closed_before: Some(before_ms),
+                archived: Some(false),
+                limit: Some(10_000),
+                ..Default::default()
+            };
+            store
+                .list_tickets(&filter, chrono::Utc::now().timestamp_millis())
+                .await?
+                .into_iter()
+                .map(|t| t.id)
+                .collect()
+        }
+        (None, None) => anyhow::bail!(
+            "archive: give --ticket ID or --closed-before DATE (or `archive verify PATH`)"
+        ),
+    };
+    let tickets = Tickets::new(store, rules);
+    let bar = Arc::new(Mutex::new(ProgressBar::new(ids.len() as u64)));
+    let mut failed = 0;
+    for id in &ids {
+        bar.lock().expect("progress").item_started(id);
+        let progress_bar = bar.clone();
+        let progress: threering::tickets::archiving::Progress = Arc::new(move |done, total| {
+            if let Ok(mut bar) = progress_bar.lock() {
+                bar.bytes(done, total);
+            }
+        });
+        let result = archive_ticket(
+            &tickets,
+            &config.store.recordings,
+            &config.archive.root,
+            id,
+            "archive-cli",
+            Some(progress),
+        )
+        .await;
+        let mut bar = bar.lock().expect("progress");
+        match result {
+            Ok(done) => bar.message(&format!(
+                "{id}: archived to {} (sha256 {})",
+                config.archive.root.join(&done.path).display(),
+                done.sha256
+            )),
+            Err(ArchiveRefused::Incomplete { missing }) => {
+                failed += 1;
+                let mut text = format!("{id}: not archived, incomplete:");
+                for item in missing {
+                    text.push_str(&format!("\n  - {item}"));
+                }
+                bar.message(&text);
+            }
+            Err(e) => {
+                failed += 1;
+                bar.message(&format!("{id}: not archived: {e}"));
+            }
+        }
+        bar.item_done();
+    }
+    if let Ok(bar) = Arc::try_unwrap(bar) {
+        bar.into_inner().expect("progress").finish();
+    }
+    if ids.is_empty() {
+        println!("no closed, unarchived tickets to archive");
+    }
+    Ok(failed)
+}
+
+/// A local date (midnight on the calendar's offset) or an RFC 3339 time, as epoch ms.
+fn parse_local_time(text: &str, rules: &threering::tickets::ticket::Rules) -> anyhow::Result<i64> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.timestamp_millis());
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .with_context(|| format!("--closed-before {text:?}: expected YYYY-MM-DD or RFC 3339"))?;
+    let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    let local = midnight
+        .and_local_timezone(rules.calendar.offset())
+        .single()
+        .context("--closed-before: not a valid local time")?;
+    Ok(local.timestamp_millis())
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {

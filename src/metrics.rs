@@ -24,6 +24,7 @@ const VIOLATIONS: &str = "threering_three_ring_violations_total";
 const ACTIVE_CALLS: &str = "threering_active_calls";
 const SIP_PARSE_ERRORS: &str = "threering_sip_parse_errors_total";
 const RECORDING_FAILURES: &str = "threering_recording_failures_total";
+const TICKETS_OVERDUE: &str = "threering_tickets_overdue";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -80,6 +81,10 @@ fn describe() {
         "Answered calls that took more rings than the three-ring target, by queue and answering agent"
     );
     describe_gauge!(ACTIVE_CALLS, "Calls in progress (ringing or talking)");
+    describe_gauge!(
+        TICKETS_OVERDUE,
+        "Tickets past their due time and still waiting for a reply, by kind (as of the scrape)"
+    );
     describe_counter!(
         RECORDING_FAILURES,
         "Answered calls whose recording could not be started (the call went on unrecorded)"
@@ -109,6 +114,11 @@ pub fn agent_answered(queue: &str, agent: &str, ring_seconds: f64, violation: bo
 /// Calls in progress right now.
 pub fn active_calls(n: usize) {
     gauge!(ACTIVE_CALLS).set(n as f64);
+}
+
+/// Tickets overdue now, for one kind.
+pub fn tickets_overdue(kind: &str, n: i64) {
+    gauge!(TICKETS_OVERDUE, "kind" => kind.to_owned()).set(n as f64);
 }
 
 /// One SIP message could not be parsed.

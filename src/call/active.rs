@@ -40,6 +40,8 @@ impl Stamp {
 pub enum Phase {
     /// Looking for an agent: attempts ringing or waiting for one to be free.
     Routing,
+    /// A callback: the agent answered; the customer is being rung through a trunk.
+    Dialing,
     Connected,
     /// The agent hung up; the caller hears the satisfaction survey.
     Survey,
@@ -102,7 +104,8 @@ pub struct Call {
     pub record: CallRecord,
     pub phase: Phase,
     pub queue: String,
-    pub caller_tx: ServerTx,
+    /// The caller's INVITE transaction; None for a callback (we called the customer).
+    pub caller_tx: Option<ServerTx>,
     pub caller_invite: Request,
     pub caller_peer: Peer,
     /// Our To tag towards the caller.
@@ -129,6 +132,23 @@ pub struct Call {
     pub agent_left: Option<Stamp>,
     /// The survey in progress: where the caller's keys go, and its task.
     pub survey: Option<SurveyState>,
+    /// A callback to a customer (the API started it for a ticket): the customer leg.
+    pub callback: Option<CallbackLeg>,
+}
+
+/// The customer leg of a callback. The "caller" side of the call is the customer:
+/// `caller_invite` is the INVITE we send them, `caller_dialog` its dialog once answered.
+pub struct CallbackLeg {
+    pub number: String,
+    /// The trunk the customer is called through.
+    pub trunk: crate::config::TrunkConfig,
+    pub target: Target,
+    /// The customer INVITE in flight.
+    pub tx: Option<ClientTx>,
+    /// Digest credentials were sent once (a second challenge fails the call).
+    pub authenticated: bool,
+    /// The SIP status the customer leg failed with.
+    pub failed_status: Option<u16>,
 }
 
 impl Call {

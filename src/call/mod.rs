@@ -9,4 +9,4 @@ pub mod record;
 pub mod routing;
 pub mod survey;
 
-pub use controller::{Control, Controller, RecordingRefused, SurveyRefused};
+pub use controller::{CallbackRefused, Control, Controller, RecordingRefused, SurveyRefused};

@@ -36,6 +36,9 @@ pub enum CallOutcome {
     Rejected,
     /// Broke down (transport failure, timeout) before being answered.
     Failed,
+    /// An outbound call (a callback) the customer did not answer: busy, declined, no
+    /// answer or unreachable.
+    NotReached,
 }
 
 impl CallOutcome {
@@ -47,6 +50,7 @@ impl CallOutcome {
             CallOutcome::NoAgent => "no_agent",
             CallOutcome::Rejected => "rejected",
             CallOutcome::Failed => "failed",
+            CallOutcome::NotReached => "not_reached",
         }
     }
 }

@@ -198,7 +198,7 @@ fn filter_from_params(params: &HashMap<String, String>) -> Result<CallFilter, Ap
 }
 
 /// RFC 3339 (`2025-03-01T08:00:00+08:00`) or epoch milliseconds.
-fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = value.parse::<i64>() {
         return Ok(ms);
     }
@@ -214,7 +214,7 @@ fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
         })
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
+pub(super) fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -225,7 +225,7 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn parse_limit(name: &str, value: &str) -> Result<u32, ApiError> {
+pub(super) fn parse_limit(name: &str, value: &str) -> Result<u32, ApiError> {
     match value.parse::<u32>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
         _ => Err(bad_param(
@@ -235,7 +235,7 @@ fn parse_limit(name: &str, value: &str) -> Result<u32, ApiError> {
     }
 }
 
-fn bad_param(name: &str, message: impl Into<String>) -> ApiError {
+pub(super) fn bad_param(name: &str, message: impl Into<String>) -> ApiError {
     ApiError::BadParam {
         param: name.to_owned(),
         message: message.into(),

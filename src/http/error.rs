@@ -21,6 +21,14 @@ pub enum ApiError {
     BadParam { param: String, message: String },
     #[error("{message}")]
     Conflict { message: String },
+    /// A request body that does not do: every problem, each naming its key.
+    #[error("{}", problems.join("; "))]
+    Invalid { problems: Vec<String> },
+    #[error("{message}")]
+    Forbidden { message: String },
+    /// Something failed on our side; the message says what (no internals).
+    #[error("{message}")]
+    Internal { message: String },
     #[error("{message}")]
     Unavailable { message: String },
     /// The detail goes to the log, not to the client.
@@ -37,6 +45,19 @@ impl IntoResponse for ApiError {
             ApiError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
             }
+            ApiError::Invalid { problems } => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": message, "problems": problems })),
+            )
+                .into_response(),
+            ApiError::Forbidden { .. } => {
+                (StatusCode::FORBIDDEN, Json(json!({ "error": message }))).into_response()
+            }
+            ApiError::Internal { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": message })),
+            )
+                .into_response(),
             ApiError::Conflict { .. } => {
                 (StatusCode::CONFLICT, Json(json!({ "error": message }))).into_response()
             }

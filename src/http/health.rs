@@ -25,6 +25,21 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Overdue tickets are counted at scrape time: a ticket becomes overdue by the clock,
+    // not by any event.
+    let now = chrono::Utc::now().timestamp_millis();
+    match state.tickets.store.overdue_by_kind(now).await {
+        Ok(counts) => {
+            for kind in crate::tickets::TicketKind::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(k, _)| k == kind.as_str())
+                    .map_or(0, |(_, n)| *n);
+                crate::metrics::tickets_overdue(kind.as_str(), n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "counting overdue tickets failed"),
+    }
     (
         [(
             header::CONTENT_TYPE,

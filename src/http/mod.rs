@@ -10,6 +10,7 @@
 //! GET /api/calls/{id}/recording   the WAV, with Range (206)
 //! POST /api/calls/{id}/recording/pause | resume   for card numbers and the like
 //! POST /api/calls/{id}/survey   hand the caller to the satisfaction survey
+//! /api/tickets...         tickets, links, surveys, callbacks, archive (see [`tickets`])
 //! ```
 //! Everything under `/api` needs `Authorization: Bearer <token>` (see [`auth`]). Errors
 //! are JSON `{"error": "..."}`, mapped from [`ApiError`] in one place.
@@ -20,6 +21,7 @@ mod error;
 mod health;
 mod recording;
 mod survey;
+mod tickets;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -57,6 +59,10 @@ pub struct AppState {
     /// Call control, for the few API calls that act on a call in progress (pause and
     /// resume a recording). None where no calls run (tests of the read-only API).
     pub control: Option<tokio::sync::mpsc::Sender<crate::call::Control>>,
+    /// Tickets: the store and the ticket rules.
+    pub tickets: crate::tickets::Tickets,
+    /// Where `POST /api/tickets/{id}/archive` writes bundles.
+    pub archive_root: PathBuf,
 }
 
 /// All routes. Public so tests (and later the UI pages) can mount it.
@@ -68,6 +74,17 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{id}/recording/pause", post(recording::pause))
         .route("/calls/{id}/recording/resume", post(recording::resume))
         .route("/calls/{id}/survey", post(survey::start))
+        .route("/tickets", get(tickets::list).post(tickets::create))
+        .route("/tickets/{id}", get(tickets::get).patch(tickets::update))
+        .route("/tickets/{id}/history", get(tickets::history))
+        .route("/tickets/{id}/notes", post(tickets::add_note))
+        .route(
+            "/tickets/{id}/calls",
+            get(tickets::calls).post(tickets::link),
+        )
+        .route("/tickets/{id}/survey", post(tickets::survey))
+        .route("/tickets/{id}/callback", post(tickets::callback))
+        .route("/tickets/{id}/archive", post(tickets::archive))
         .fallback(error::api_not_found)
         // `layer`, not `route_layer`: unknown /api paths need a token too, so that they
         // cannot be used to probe which routes exist.

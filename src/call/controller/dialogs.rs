@@ -181,6 +181,8 @@ impl Controller {
     /// `from_caller`: Some(true) if the caller sent BYE, Some(false) the agent, None
     /// when we end it (both legs get a BYE).
     pub(super) async fn hang_up(&mut self, key: u64, side: HangupSide, from_caller: Option<bool>) {
+        // A callback whose customer is still ringing: stop ringing them.
+        self.cancel_customer(key).await;
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -220,7 +222,9 @@ impl Controller {
             self.board
                 .call_ended(agent, Instant::now(), Duration::from_millis(wrap_up));
         }
-        self.by_caller_tx.remove(&call.caller_tx);
+        if let Some(tx) = call.caller_tx {
+            self.by_caller_tx.remove(&tx);
+        }
         self.by_call_id.remove(&call.record.sip_call_id);
         if let Some((d, _)) = &call.agent_dialog {
             self.by_call_id.remove(&d.id.call_id);
@@ -235,8 +239,23 @@ impl Controller {
                 self.clients.insert(attempt.tx, Purpose::Orphan { index });
             }
         }
+        // So is a callback's customer INVITE.
+        if let Some(leg) = &call.callback {
+            for (tx, purpose) in self.clients.iter_mut() {
+                if matches!(purpose, Purpose::Customer { call } if *call == key) {
+                    let index = self.next_key;
+                    self.next_key += 1;
+                    self.orphans
+                        .insert(index, (call.caller_invite.clone(), leg.target));
+                    *purpose = Purpose::Orphan { index };
+                    let _ = tx;
+                }
+            }
+        }
         self.clients.retain(|_, p| match p {
-            Purpose::Attempt { call, .. } | Purpose::Relay { call, .. } => *call != key,
+            Purpose::Attempt { call, .. }
+            | Purpose::Relay { call, .. }
+            | Purpose::Customer { call } => *call != key,
             Purpose::Bye | Purpose::Orphan { .. } => true,
         });
         let mut record = call.record;
@@ -283,7 +302,9 @@ impl Controller {
         for key in keys {
             let phase = self.calls.get(&key).map(|c| c.phase);
             match phase {
-                Some(Phase::Connected) => self.hang_up(key, HangupSide::System, None).await,
+                Some(Phase::Connected | Phase::Dialing) => {
+                    self.hang_up(key, HangupSide::System, None).await
+                }
                 Some(Phase::Survey) => self.hang_up(key, HangupSide::System, Some(false)).await,
                 Some(Phase::Routing) => {
                     if let Some(call) = self.calls.get(&key) {
@@ -294,8 +315,9 @@ impl Controller {
                             Some(&call.caller_tag),
                         );
                         resp.headers.push(HeaderName::RetryAfter, "30");
-                        let tx = call.caller_tx;
-                        self.respond(tx, resp).await;
+                        if let Some(tx) = call.caller_tx {
+                            self.respond(tx, resp).await;
+                        }
                     }
                     let ringing = self
                         .calls

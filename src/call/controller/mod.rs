@@ -37,13 +37,29 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod callback;
 mod dialogs;
 mod ringing;
 
+pub use callback::CallbackRefused;
+
 enum Timer {
-    RingTimeout { call: u64, attempt: usize },
-    MaxWait { call: u64, generation: u32 },
-    SurveyDone { call: u64, score: Option<u8> },
+    RingTimeout {
+        call: u64,
+        attempt: usize,
+    },
+    MaxWait {
+        call: u64,
+        generation: u32,
+    },
+    SurveyDone {
+        call: u64,
+        score: Option<u8>,
+    },
+    /// A callback's customer rang too long.
+    CustomerTimeout {
+        call: u64,
+    },
 }
 
 /// What a client transaction we started was for.
@@ -60,6 +76,10 @@ enum Purpose {
         call: u64,
         tx: ServerTx,
         to_agent: bool,
+    },
+    /// A callback's INVITE to the customer.
+    Customer {
+        call: u64,
     },
     /// An INVITE to an agent whose call has ended: a late 2xx is ACKed and released.
     Orphan {
@@ -83,6 +103,15 @@ pub enum Control {
     StartSurvey {
         call_id: String,
         reply: tokio::sync::oneshot::Sender<Result<(), SurveyRefused>>,
+    },
+    /// Call a ticket's customer back: ring `agent`, then `number` through `trunk` (the
+    /// first trunk when None). Answers with the new call's record id.
+    Callback {
+        ticket_id: String,
+        agent: String,
+        number: String,
+        trunk: Option<String>,
+        reply: tokio::sync::oneshot::Sender<Result<String, CallbackRefused>>,
     },
 }
 
@@ -239,6 +268,9 @@ impl Controller {
                     Control::StartSurvey { call_id, reply } => {
                         let _ = reply.send(self.survey_on_request(&call_id).await);
                     }
+                    Control::Callback { ticket_id, agent, number, trunk, reply } => {
+                        let _ = reply.send(self.start_callback(ticket_id, agent, number, trunk).await);
+                    }
                 },
                 _ = tick.tick() => self.route_waiting().await,
             }
@@ -324,6 +356,7 @@ impl Controller {
                     Some(Purpose::Orphan { index }) => {
                         self.orphans.remove(&index);
                     }
+                    Some(Purpose::Customer { call }) => self.customer_failed(call, None).await,
                     Some(Purpose::Bye) | None => {}
                 }
             }
@@ -369,6 +402,18 @@ impl Controller {
                     .await
             }
         }
+    }
+
+    /// A call record id: node, time to the millisecond, and a sequence number.
+    fn new_record_id(&mut self) -> String {
+        let id = format!(
+            "{}-{}-{:04}",
+            self.config.daemon.node_id,
+            chrono::Utc::now().format("%Y%m%d%H%M%S%3f"),
+            self.next_seq % 10_000
+        );
+        self.next_seq += 1;
+        id
     }
 
     async fn new_call(&mut self, tx: ServerTx, req: Request, peer: Peer) {
@@ -424,13 +469,7 @@ impl Controller {
         let started = Stamp::now();
         let key = self.next_key;
         self.next_key += 1;
-        let id = format!(
-            "{}-{}-{:04}",
-            self.config.daemon.node_id,
-            chrono::Utc::now().format("%Y%m%d%H%M%S%3f"),
-            self.next_seq % 10_000
-        );
-        self.next_seq += 1;
+        let id = self.new_record_id();
         let sip_call_id = req.call_id().unwrap_or("").to_owned();
         let caller = req
             .header_from()
@@ -473,6 +512,10 @@ impl Controller {
             tickets,
         };
         tracing::info!(call = %record.id, %queue, caller = %record.caller, "new call");
+        if !record.tickets.is_empty() {
+            // Linked to its ticket on arrival, not only once answered.
+            self.store.save(record.clone()).await;
+        }
         let max_wait = self.config.queue(&queue).map_or(120_000, |q| q.max_wait_ms);
         self.calls.insert(
             key,
@@ -481,7 +524,7 @@ impl Controller {
                 record,
                 phase: Phase::Routing,
                 queue,
-                caller_tx: tx,
+                caller_tx: Some(tx),
                 caller_invite: req,
                 caller_peer: peer,
                 caller_tag: tag,
@@ -499,6 +542,7 @@ impl Controller {
                 caller_codec: None,
                 agent_left: None,
                 survey: None,
+                callback: None,
             },
         );
         self.by_caller_tx.insert(tx, key);

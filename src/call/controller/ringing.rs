@@ -13,6 +13,12 @@ impl Controller {
         if call.phase != Phase::Routing || call.ringing_attempts() > 0 {
             return;
         }
+        if call.callback.is_some() {
+            // A callback rings its one agent; when that fails, the callback is over.
+            return self
+                .end_call(key, CallOutcome::NoAgent, HangupSide::System)
+                .await;
+        }
         let Some(queue) = self.config.queue(&call.queue).cloned() else {
             return;
         };
@@ -143,6 +149,7 @@ impl Controller {
         }
         match purpose {
             Purpose::Attempt { call, index } => self.on_attempt_response(call, index, resp).await,
+            Purpose::Customer { call } => self.on_customer_response(call, resp).await,
             Purpose::Bye => {}
             Purpose::Orphan { index } => {
                 let Some((invite, target)) = self.orphans.remove(&index) else {
@@ -179,7 +186,10 @@ impl Controller {
             if attempt.open && attempt.ring_started.is_none() {
                 attempt.ring_started = Some(Stamp::now());
             }
-            if call.caller_ringing.is_none() && call.phase == Phase::Routing {
+            let inbound = call.caller_tx;
+            if let (None, Phase::Routing, Some(caller_tx)) =
+                (call.caller_ringing, call.phase, inbound)
+            {
                 call.caller_ringing = Some(Stamp::now());
                 let mut ringing =
                     response_to(&call.caller_invite, 180, None, Some(&call.caller_tag));
@@ -191,7 +201,6 @@ impl Controller {
                 ringing
                     .headers
                     .push(HeaderName::Contact, format!("<{contact}>"));
-                let caller_tx = call.caller_tx;
                 self.respond(caller_tx, ringing).await;
             }
             return;
@@ -264,6 +273,11 @@ impl Controller {
                 .call_ended(&agent, Instant::now(), Duration::ZERO);
             return;
         }
+        if call.callback.is_some() {
+            return self
+                .callback_agent_answered(key, index, dialog, target, resp)
+                .await;
+        }
         let now = Stamp::now();
         call.attempts[index].finish(AttemptOutcome::Answered, Some(resp.status));
         call.answered = Some(now);
@@ -282,23 +296,7 @@ impl Controller {
             .set_agent_remote(agent_sdp.as_ref().and_then(Sdp::audio_destination));
         // The caller is answered with the agent's codecs: the first G.711 one is what
         // prompts are played in.
-        call.caller_codec = agent_sdp.as_ref().and_then(|sdp| {
-            sdp.audio_formats().into_iter().find_map(|(pt, enc)| {
-                let name = enc
-                    .as_deref()
-                    .and_then(|e| e.split('/').next())
-                    .map(str::to_ascii_uppercase);
-                match (pt, name.as_deref()) {
-                    (0, None) | (_, Some("PCMU")) => {
-                        Some((crate::media::prompt::PromptCodec::Pcmu, pt))
-                    }
-                    (8, None) | (_, Some("PCMA")) => {
-                        Some((crate::media::prompt::PromptCodec::Pcma, pt))
-                    }
-                    _ => None,
-                }
-            })
-        });
+        call.caller_codec = agent_sdp.as_ref().and_then(super::callback::first_g711);
         if call.recording_wanted {
             let offer = std::str::from_utf8(&call.caller_invite.body)
                 .ok()
@@ -328,7 +326,7 @@ impl Controller {
         call.agent_dialog = Some((dialog, target));
         let rings = &self.config.rings;
         call.sync_record(rings.cadence_ms, rings.target, rings.limit);
-        let caller_tx = call.caller_tx;
+        let caller_tx = call.caller_tx.expect("an inbound call");
         let ring_s = call.record.caller_ring_ms.unwrap_or(0) as f64 / 1000.0;
         let violation = call.record.three_ring_ok == Some(false);
         let record = call.record.clone();
@@ -391,6 +389,7 @@ impl Controller {
 
     pub(super) async fn on_timer(&mut self, timer: Timer) {
         match timer {
+            Timer::CustomerTimeout { call } => self.customer_timeout(call).await,
             Timer::SurveyDone { call: key, score } => {
                 let Some(call) = self.calls.get_mut(&key) else {
                     return;
@@ -468,8 +467,9 @@ impl Controller {
                             Some("Temporarily Unavailable: no agent answered"),
                             Some(&call.caller_tag),
                         );
-                        let caller_tx = call.caller_tx;
-                        self.respond(caller_tx, resp).await;
+                        if let Some(caller_tx) = call.caller_tx {
+                            self.respond(caller_tx, resp).await;
+                        }
                         self.end_call(key, CallOutcome::NoAgent, HangupSide::System)
                             .await;
                     }
@@ -496,7 +496,7 @@ impl Controller {
 /// Starts recording an answered call into `root/YYYY/MM/DD/<id>.wav`. A recording that
 /// cannot start (disk full, permissions) leaves the call unrecorded, with an error in the
 /// log: the call itself goes on.
-fn start_recording(call: &mut Call, root: &std::path::Path, sdps: [Option<&Sdp>; 2]) {
+pub(super) fn start_recording(call: &mut Call, root: &std::path::Path, sdps: [Option<&Sdp>; 2]) {
     use crate::recording::{recording_path, Codec, Recorder, RecorderConfig};
     let today = chrono::Utc::now().date_naive();
     let path = recording_path(root, today, &call.record.id);
