@@ -127,8 +127,14 @@ async fn start() -> Server {
     store.save_call(&answered()).await.unwrap();
     store.save_call(&abandoned()).await.unwrap();
     let ready = Arc::new(AtomicBool::new(false));
+    let tickets = threering::tickets::Tickets::new(
+        store.clone(),
+        threering::tickets::ticket::Rules::from_config(&threering::config::Config::embedded()),
+    );
     let state = AppState {
         store,
+        tickets,
+        archive_root: dir.path().join("archive"),
         tokens: vec![TokenConfig {
             name: "crm".to_owned(),
             role: Role::Admin,

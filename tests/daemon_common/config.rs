@@ -155,6 +155,8 @@ pub struct DaemonSpec {
     pub trusted_peers: Option<Vec<String>>,
     /// `[survey] timeout_ms`, written only when set.
     pub survey_timeout_ms: Option<u64>,
+    /// More TOML, appended as is (e.g. `[[trunks]]`, `[calendar]`).
+    pub extra_toml: String,
 }
 
 impl DaemonSpec {
@@ -169,7 +171,15 @@ impl DaemonSpec {
             queues,
             trusted_peers: None,
             survey_timeout_ms: None,
+            extra_toml: String::new(),
         }
+    }
+
+    /// Appends `toml` to the config (sections the spec has no field for).
+    pub fn extra_toml(mut self, toml: &str) -> Self {
+        self.extra_toml.push('\n');
+        self.extra_toml.push_str(toml);
+        self
     }
 
     pub fn survey_timeout_ms(mut self, ms: u64) -> Self {
@@ -283,5 +293,6 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
             let _ = writeln!(t, "record = {record}");
         }
     }
+    t.push_str(&spec.extra_toml);
     t
 }

@@ -239,6 +239,38 @@ impl Daemon {
         http_request(self.http_addr(), "POST", path, Some(&self.token), &[])
     }
 
+    /// `method path` with a JSON body and this daemon's bearer token; the answer parsed
+    /// as JSON, with its status.
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), String> {
+        let resp = super::http::http_json(
+            self.http_addr(),
+            method,
+            path,
+            Some(&self.token),
+            &body.to_string(),
+        )?;
+        let json = serde_json::from_slice(&resp.body).map_err(|e| {
+            format!(
+                "{method} {path}: not JSON ({e}): {}",
+                tail(&resp.text(), 2000)
+            )
+        })?;
+        Ok((resp.status, json))
+    }
+
+    /// `GET path` parsed as JSON, with its status.
+    pub fn get_json(&self, path: &str) -> Result<(u16, Value), String> {
+        let resp = self.get(path)?;
+        let json = serde_json::from_slice(&resp.body)
+            .map_err(|e| format!("GET {path}: not JSON ({e}): {}", tail(&resp.text(), 2000)))?;
+        Ok((resp.status, json))
+    }
+
     /// The recordings root of this daemon's config (`[store] recordings`).
     pub fn recordings_root(&self) -> PathBuf {
         self.at.dir.join(RECORDINGS_DIR)

@@ -46,6 +46,28 @@ pub fn http_request(
     token: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<HttpResponse, String> {
+    http_send(addr, method, path, token, headers, None)
+}
+
+/// `method path` with a JSON `body` (Connection: close) and the bearer `token`.
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<HttpResponse, String> {
+    http_send(addr, method, path, token, &[], Some(body))
+}
+
+fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<HttpResponse, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("HTTP connect to {addr}: {e}"))?;
     stream
@@ -58,10 +80,21 @@ pub fn http_request(
     for (name, value) in headers {
         let _ = write!(req, "{name}: {value}\r\n");
     }
-    if method != "GET" && method != "HEAD" {
-        req.push_str("Content-Length: 0\r\n");
+    match body {
+        Some(body) => {
+            let _ = write!(
+                req,
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        None => {
+            if method != "GET" && method != "HEAD" {
+                req.push_str("Content-Length: 0\r\n");
+            }
+            req.push_str("\r\n");
+        }
     }
-    req.push_str("\r\n");
     stream
         .write_all(req.as_bytes())
         .map_err(|e| format!("HTTP write to {addr}: {e}"))?;
