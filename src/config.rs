@@ -68,6 +68,25 @@ pub struct TicketsConfig {
     pub id_prefix: String,
     /// A reply call's survey score at or below this reopens the ticket.
     pub reopen_score: u8,
+    /// Dispatch rules (按业务区域、咨询类型和内容下发工单): a new ticket with no team goes
+    /// to the team of the first rule it matches.
+    pub dispatch: Vec<DispatchRule>,
+}
+
+/// `[[tickets.dispatch]]`: every key given must match (content by substring).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchRule {
+    #[serde(default)]
+    pub area: Option<String>,
+    #[serde(default)]
+    pub inquiry_type: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Matches when the ticket's content contains this text.
+    #[serde(default)]
+    pub content_contains: Option<String>,
+    pub team: String,
 }
 
 impl Default for TicketsConfig {
@@ -88,6 +107,7 @@ impl Default for TicketsConfig {
             ]),
             id_prefix: "T".into(),
             reopen_score: 2,
+            dispatch: Vec::new(),
         }
     }
 }
@@ -612,6 +632,39 @@ impl Config {
                 "tickets.id_prefix",
                 "1 to 8 ASCII letters or digits, e.g. \"T\"",
             ));
+        }
+        for (i, rule) in tickets.dispatch.iter().enumerate() {
+            let key = format!("tickets.dispatch[{i}]");
+            if rule.team.trim().is_empty() {
+                problems.push(ConfigProblem::new(
+                    format!("{key}.team"),
+                    "must not be empty",
+                ));
+            }
+            if let Some(area) = &rule.area {
+                if !tickets.areas.contains(area) {
+                    problems.push(ConfigProblem::new(
+                        format!("{key}.area"),
+                        format!("{area:?} is not in tickets.areas"),
+                    ));
+                }
+            }
+            if let Some(inquiry) = &rule.inquiry_type {
+                if !tickets.inquiry_types.contains(inquiry) {
+                    problems.push(ConfigProblem::new(
+                        format!("{key}.inquiry_type"),
+                        format!("{inquiry:?} is not in tickets.inquiry_types"),
+                    ));
+                }
+            }
+            if let Some(kind) = &rule.kind {
+                if crate::tickets::TicketKind::parse(kind).is_none() {
+                    problems.push(ConfigProblem::new(
+                        format!("{key}.kind"),
+                        "consultation, query, problem, complaint or order",
+                    ));
+                }
+            }
         }
         if tickets.reopen_score > 5 {
             problems.push(ConfigProblem::new(

@@ -166,6 +166,7 @@ pub struct Rules {
     pub areas: Vec<String>,
     pub inquiry_types: Vec<String>,
     pub id_prefix: String,
+    pub dispatch: Vec<crate::config::DispatchRule>,
 }
 
 impl Rules {
@@ -181,7 +182,32 @@ impl Rules {
             areas: config.tickets.areas.clone(),
             inquiry_types: config.tickets.inquiry_types.clone(),
             id_prefix: config.tickets.id_prefix.clone(),
+            dispatch: config.tickets.dispatch.clone(),
         }
+    }
+
+    /// The team of the first dispatch rule the ticket matches.
+    pub fn team_for(&self, ticket: &Ticket) -> Option<String> {
+        let matches = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        self.dispatch
+            .iter()
+            .find(|rule| {
+                matches(&rule.area, &ticket.area)
+                    && matches(&rule.inquiry_type, &ticket.inquiry_type)
+                    && rule
+                        .kind
+                        .as_deref()
+                        .is_none_or(|k| k == ticket.kind.as_str())
+                    && rule.content_contains.as_ref().is_none_or(|text| {
+                        ticket
+                            .content
+                            .as_deref()
+                            .is_some_and(|c| c.contains(text.as_str()))
+                    })
+            })
+            .map(|rule| rule.team.clone())
     }
 
     fn reply_due(&self, kind: TicketKind, complexity: Option<Complexity>, from_ms: i64) -> i64 {
@@ -291,7 +317,7 @@ pub fn create(
     } else {
         TicketStatus::Open
     };
-    let ticket = Ticket {
+    let mut ticket = Ticket {
         id: String::new(),
         kind,
         complexity,
@@ -334,6 +360,18 @@ pub fn create(
         "created",
         format!("{} ticket accepted", kind.as_str()),
     )];
+    if ticket.assigned_team.is_none() {
+        if let Some(team) = rules.team_for(&ticket) {
+            history.push(HistoryEntry::new(
+                now_ms,
+                "dispatch",
+                "dispatch",
+                format!("to team {team} by the dispatch rules"),
+            ));
+            ticket.assigned_team = Some(team);
+            ticket.status = TicketStatus::Dispatched;
+        }
+    }
     if let Some(note) = text(&input.note) {
         history.push(HistoryEntry::new(now_ms, author, "note", note));
     }
@@ -655,3 +693,7 @@ pub fn parse_role(role: Option<&str>) -> Result<LinkRole, String> {
             .ok_or_else(|| format!("role: {r:?} is not one of inbound, work-contact, reply")),
     }
 }
+
+#[cfg(test)]
+#[path = "ticket_tests.rs"]
+mod tests;
