@@ -133,7 +133,7 @@ impl Default for ArchiveConfig {
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
     pub name: String,
-    /// `HOST:PORT` (an IP address; names are not resolved).
+    /// `IP:PORT`, or an IP for port 5060 (host names are not resolved).
     pub address: String,
     /// udp | tcp
     #[serde(default = "default_trunk_transport")]
@@ -153,9 +153,29 @@ fn default_trunk_transport() -> String {
 }
 
 impl TrunkConfig {
+    /// `address` as IP:PORT; a bare IP means port 5060.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        let address = self.address.trim();
+        address
+            .parse()
+            .ok()
+            .or_else(|| {
+                address
+                    .parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 5060))
+            })
+            .or_else(|| {
+                let bare = address.strip_prefix('[')?.strip_suffix(']')?;
+                bare.parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 5060))
+            })
+    }
+
     /// Where the trunk is, when `address` and `transport` are valid.
     pub fn target(&self) -> Option<(SocketAddr, crate::sip::transport::Protocol)> {
-        let addr = self.address.parse().ok()?;
+        let addr = self.socket_addr()?;
         let protocol = match self.transport.to_ascii_lowercase().as_str() {
             "udp" => crate::sip::transport::Protocol::Udp,
             "tcp" => crate::sip::transport::Protocol::Tcp,
@@ -688,10 +708,13 @@ impl Config {
                     format!("trunk {:?} is defined twice", trunk.name),
                 ));
             }
-            if trunk.address.parse::<SocketAddr>().is_err() {
+            if trunk.socket_addr().is_none() {
                 problems.push(ConfigProblem::new(
                     format!("trunks[{i}].address"),
-                    format!("{:?} is not IP:PORT", trunk.address),
+                    format!(
+                        "{:?} is not IP:PORT or IP (host names are not resolved)",
+                        trunk.address
+                    ),
                 ));
             }
             if !matches!(trunk.transport.to_ascii_lowercase().as_str(), "udp" | "tcp") {

@@ -213,3 +213,48 @@ fn passwords_do_not_show_in_debug_output() {
     let password = config.agent("1001").unwrap().password.as_ref().unwrap();
     assert_eq!(password.expose(), "change-me-1001");
 }
+
+#[test]
+fn ticket_calendar_sla_and_trunk_problems_are_reported_with_their_keys() {
+    let text = format!(
+        "{MINIMAL}\n[tickets]\nareas = []\nid_prefix = \"T-X\"\nreopen_score = 9\n\
+         [[tickets.dispatch]]\narea = \"火星\"\nteam = \"\"\n\
+         [calendar]\nutc_offset = \"+8\"\nwork_start = \"18:00\"\nwork_end = \"09:00\"\n\
+         holidays = [\"2026-13-01\"]\n\
+         [sla]\nreply_working_days = 0\n\
+         [[trunks]]\nname = \"a\"\naddress = \"pbx.example.com:5060\"\ntransport = \"sctp\"\n\
+         username = \"u\"\n\
+         [[trunks]]\nname = \"a\"\naddress = \"127.0.0.1\"\n"
+    );
+    let problems = match Config::from_toml(&text) {
+        Err(ConfigError::Invalid { problems }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "tickets.areas",
+        "tickets.id_prefix",
+        "tickets.reopen_score",
+        "tickets.dispatch[0].team",
+        "tickets.dispatch[0].area",
+        "calendar.utc_offset",
+        "calendar.work_end",
+        "calendar.holidays[0]",
+        "sla.reply_working_days",
+        "trunks[0].address",
+        "trunks[0].transport",
+        "trunks[0]",
+        "trunks[1].name",
+    ] {
+        assert!(keys.contains(&key), "no problem at {key}: {problems:#?}");
+    }
+}
+
+#[test]
+fn a_trunk_given_as_a_bare_ip_uses_port_5060() {
+    let text = format!("{MINIMAL}\n[[trunks]]\nname = \"pbx\"\naddress = \"127.0.0.1\"\n");
+    let config = Config::from_toml(&text).unwrap();
+    let (addr, _) = config.trunk(None).unwrap().target().unwrap();
+    assert_eq!(addr, "127.0.0.1:5060".parse().unwrap());
+    assert!(config.trunk(Some("nope")).is_none());
+}

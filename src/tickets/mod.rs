@@ -87,6 +87,8 @@ impl Complexity {
 ///    └──────────┴───────────┘  │       │  a low survey score, or by hand
 ///                reopened ◀────┴───────┘
 /// ```
+/// A low survey score reopens a ticket from any status (an open or dispatched one keeps
+/// its due time); by hand only replied and closed tickets are reopened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TicketStatus {

@@ -408,7 +408,8 @@ fn move_status(
     match to {
         TicketStatus::Replied => ticket.replied_at = Some(now_ms),
         TicketStatus::Closed => ticket.closed_at = Some(now_ms),
-        TicketStatus::Reopened => {
+        TicketStatus::Reopened if !from.awaits_reply() => {
+            // Answered once already: a new reply is due from now.
             ticket.closed_at = None;
             ticket.reply_due_at = rules.reply_due(ticket.kind, ticket.complexity, now_ms);
             ticket.promised_callback_at = None;
@@ -575,8 +576,8 @@ pub fn update(
 }
 
 /// A survey result for the ticket: from its reply call (`call_id`) or taken by other
-/// means. A score at or below the threshold reopens a replied or closed ticket, unless
-/// the customer's own doing caused it.
+/// means. A score at or below the threshold reopens the ticket, unless the customer's
+/// own doing caused it.
 pub fn record_survey(
     rules: &Rules,
     ticket: &mut Ticket,
@@ -614,11 +615,10 @@ pub fn record_survey(
         "survey",
         format!("satisfaction {score} {source}{cause_note}"),
     )];
+    // A dissatisfied customer reopens the order until satisfied (seeds 000), whatever
+    // the status; a ticket still waiting for its reply keeps its due time.
     let low = score <= i64::from(rules.reopen_score);
-    if low
-        && cause != Some(SurveyCause::Customer)
-        && matches!(ticket.status, TicketStatus::Replied | TicketStatus::Closed)
-    {
+    if low && cause != Some(SurveyCause::Customer) && ticket.status != TicketStatus::Reopened {
         history.push(move_status(
             rules,
             ticket,

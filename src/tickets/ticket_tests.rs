@@ -179,6 +179,21 @@ fn a_low_score_reopens_a_replied_ticket_with_a_new_due_time_unless_the_customer_
         record_survey(&rules, &mut t, 6, None, None, "qa", later),
         Err(Refused::Invalid(_))
     ));
+    // A ticket still waiting for its reply is reopened too, and keeps its due time.
+    let mut t = created("consultation");
+    let due = t.due_at;
+    record_survey(
+        &rules,
+        &mut t,
+        1,
+        Some(SurveyCause::Company),
+        None,
+        "qa",
+        later,
+    )
+    .unwrap();
+    assert_eq!(t.status, TicketStatus::Reopened);
+    assert_eq!(t.due_at, due);
     // A good score leaves it as it is.
     let mut t = created("consultation");
     t.status = TicketStatus::Replied;
