@@ -52,7 +52,7 @@ use chrono::{Datelike, NaiveDate};
 
 pub use progress::ProgressBar;
 pub use verify::verify;
-pub use write::write_bundle;
+pub use write::{pretty as json_member, write_bundle};
 
 /// Environment variable naming a delay (ms) after each 64 KiB chunk written; a test knob.
 pub const SLOW_ENV: &str = "THREERING_ARCHIVE_SLOW_MS";

@@ -293,7 +293,8 @@ fn open_recording(source: &Path) -> Result<Opened, ArchiveError> {
     Ok(Opened { file, size })
 }
 
-fn pretty(value: &serde_json::Value) -> Vec<u8> {
+/// A JSON member as the bundle holds it (pretty, ending in a newline).
+pub fn pretty(value: &serde_json::Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(value).expect("a JSON value always serializes");
     out.push(b'\n');
     out

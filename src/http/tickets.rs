@@ -58,8 +58,12 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
 
 pub async fn list(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(params) = query.map_err(|e| ApiError::BadParam {
+        param: "query".to_owned(),
+        message: e.body_text(),
+    })?;
     let now = now_ms();
     let mut filter = TicketFilter::default();
     for (name, value) in &params {
@@ -261,7 +265,7 @@ pub async fn survey(
         }
         (None, Some(reason)) => {
             let change = TicketUpdate {
-                no_survey_reason: Some(reason),
+                no_survey_reason: Some(Some(reason)),
                 ..Default::default()
             };
             state
@@ -394,15 +398,18 @@ pub async fn archive(
         )
             .into_response()),
         Err(crate::tickets::archiving::ArchiveRefused::Ticket(e)) => Err(e.into()),
-        Err(e @ crate::tickets::archiving::ArchiveRefused::AlreadyArchived { .. }) => {
-            Err(ApiError::Conflict {
-                message: e.to_string(),
-            })
-        }
+        Err(
+            e @ (crate::tickets::archiving::ArchiveRefused::AlreadyArchived { .. }
+            | crate::tickets::archiving::ArchiveRefused::Busy { .. }
+            | crate::tickets::archiving::ArchiveRefused::Changed { .. }),
+        ) => Err(ApiError::Conflict {
+            message: e.to_string(),
+        }),
         Err(e @ crate::tickets::archiving::ArchiveRefused::Failed(_)) => {
+            // The detail (paths) goes to the log only.
             tracing::error!(ticket = %id, error = %e, "archiving failed");
             Err(ApiError::Internal {
-                message: e.to_string(),
+                message: format!("archiving ticket {id} failed; the server log has the details"),
             })
         }
     }

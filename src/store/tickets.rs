@@ -287,7 +287,9 @@ impl Store {
         by: &str,
         at: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: this transaction reads, then writes; a deferred one could not take
+        // the write lock once another connection has written (SQLITE_BUSY at once).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM calls WHERE id = ?")
             .bind(call_id)
             .fetch_optional(&mut *tx)

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::ticket::missing_fields;
+use super::ticket::{missing_fields, Refused};
 use super::{HistoryEntry, TicketError, Tickets};
 use crate::archive::{self, ArchiveError, BundleInput, RecordingInput};
 use crate::call::record::CallRecord;
@@ -29,6 +29,10 @@ pub enum ArchiveRefused {
     AlreadyArchived { id: String, path: String },
     #[error(transparent)]
     Ticket(#[from] TicketError),
+    #[error("ticket {id} is being archived by another request")]
+    Busy { id: String },
+    #[error("{message}")]
+    Changed { message: String },
     #[error("archiving failed: {0}")]
     Failed(String),
 }
@@ -61,6 +65,7 @@ pub async fn archive_ticket(
     progress: Option<Progress>,
 ) -> Result<Archived, ArchiveRefused> {
     let ticket = tickets.get(id).await?;
+    let version = ticket.version;
     if ticket.archived_at.is_some() {
         return Err(ArchiveRefused::AlreadyArchived {
             id: id.to_owned(),
@@ -137,24 +142,33 @@ pub async fn archive_ticket(
         recordings: checked.recordings,
     };
     let root = archive_root.to_owned();
-    let written = tokio::task::spawn_blocking(move || {
+    let (written, fresh) = tokio::task::spawn_blocking(move || {
         let mut report = |done: u64, total: u64| {
             if let Some(progress) = &progress {
                 progress(done, total)
             }
         };
         match archive::write_bundle(&root, &input, &mut report) {
-            // A bundle of this ticket from an earlier run that died before marking the
-            // ticket: it is kept if it verifies.
-            Err(ArchiveError::Exists { path }) => match archive::verify(&path) {
-                Ok(v) if v.ticket_id == input.ticket_id => Ok(archive::Written {
-                    bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-                    path,
-                    sha256: v.sha256,
-                }),
-                _ => Err(ArchiveError::Exists { path }),
-            },
-            other => other,
+            Ok(written) => Ok((written, true)),
+            // A bundle from an earlier run that died before marking the ticket: kept
+            // only if it holds this ticket exactly as it is now; else set aside (never
+            // overwritten) and written afresh.
+            Err(ArchiveError::Exists { path }) => {
+                if let Some(kept) = same_bundle(&path, &input) {
+                    return Ok((kept, false));
+                }
+                let aside = path.with_extension(format!(
+                    "tar.stale-{}",
+                    chrono::Utc::now().timestamp_millis()
+                ));
+                std::fs::rename(&path, &aside).map_err(|source| ArchiveError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                tracing::warn!(stale = %aside.display(), "an earlier bundle of this ticket no longer matches it: set aside");
+                archive::write_bundle(&root, &input, &mut report).map(|w| (w, true))
+            }
+            Err(other) => Err(other),
         }
     })
     .await
@@ -165,6 +179,9 @@ pub async fn archive_ticket(
                 "recording {name}: changed while it was being archived (SHA-256 differs)"
             )],
         },
+        ArchiveError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            ArchiveRefused::Busy { id: id.to_owned() }
+        }
         other => ArchiveRefused::Failed(other.to_string()),
     })?;
     let relative = written
@@ -174,8 +191,16 @@ pub async fn archive_ticket(
         .to_string_lossy()
         .into_owned();
     let (path, sha) = (relative.clone(), written.sha256.clone());
-    tickets
+    let marked = tickets
         .change(id, |_, t, now| {
+            // The bundle holds the ticket as read above: anything since (an edit, a
+            // survey, another archiver) makes it stale.
+            if t.version != version || t.archived_at.is_some() {
+                return Err(Refused::Conflict(format!(
+                    "ticket {} changed while it was being archived; archive it again",
+                    t.id
+                )));
+            }
             t.archived_at = Some(now);
             t.archive_path = Some(path.clone());
             t.archive_sha256 = Some(sha.clone());
@@ -187,7 +212,18 @@ pub async fn archive_ticket(
                 format!("archived to {path} (SHA-256 {sha})"),
             )])
         })
-        .await?;
+        .await;
+    if let Err(e) = marked {
+        if fresh {
+            if let Err(remove) = std::fs::remove_file(&written.path) {
+                tracing::error!(path = %written.path.display(), error = %remove, "a stale bundle could not be removed");
+            }
+        }
+        return Err(match e {
+            TicketError::Refused(Refused::Conflict(message)) => ArchiveRefused::Changed { message },
+            other => ArchiveRefused::Ticket(other),
+        });
+    }
     tracing::info!(ticket = %id, path = %relative, sha256 = %written.sha256, "ticket archived");
     Ok(Archived {
         ticket: id.to_owned(),
@@ -195,6 +231,57 @@ pub async fn archive_ticket(
         sha256: written.sha256,
         bytes: written.bytes,
         recordings,
+    })
+}
+
+/// The existing bundle at `path` if it verifies and holds exactly `input` (same form,
+/// calls, survey and recordings).
+fn same_bundle(path: &Path, input: &BundleInput) -> Option<archive::Written> {
+    let verified = archive::verify(path).ok()?;
+    if verified.ticket_id != input.ticket_id {
+        return None;
+    }
+    let sha = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    let mut wanted = vec![
+        (
+            "form.json".to_owned(),
+            sha(&archive::json_member(&input.form)),
+        ),
+        (
+            "calls.json".to_owned(),
+            sha(&archive::json_member(&input.calls)),
+        ),
+        (
+            "survey.json".to_owned(),
+            sha(&archive::json_member(&input.survey)),
+        ),
+    ];
+    for recording in &input.recordings {
+        wanted.push((
+            format!("recordings/{}", recording.name),
+            recording.sha256.to_ascii_lowercase(),
+        ));
+    }
+    let held = |name: &str| {
+        verified
+            .members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.to_ascii_lowercase())
+    };
+    let recordings_held = verified
+        .members
+        .iter()
+        .filter(|(n, _)| n.starts_with("recordings/"))
+        .count();
+    let same = wanted
+        .iter()
+        .all(|(name, s)| held(name).as_deref() == Some(s.as_str()))
+        && recordings_held == input.recordings.len();
+    same.then(|| archive::Written {
+        bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        path: path.to_owned(),
+        sha256: verified.sha256,
     })
 }
 

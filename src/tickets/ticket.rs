@@ -127,27 +127,50 @@ pub struct NewTicket {
     pub note: Option<String>,
 }
 
-/// `PATCH /api/tickets/{id}`: every key optional; `null` clears where that makes sense.
+/// `PATCH /api/tickets/{id}`: every key optional. For the form fields, the promise and
+/// the no-survey reason, `null` (or `""`) clears: absent and `null` are told apart.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketUpdate {
     pub status: Option<String>,
     pub kind: Option<String>,
     pub complexity: Option<String>,
-    pub customer: Option<String>,
-    pub company: Option<String>,
-    pub phone: Option<String>,
-    pub area: Option<String>,
-    pub inquiry_type: Option<String>,
-    pub waybill: Option<String>,
-    pub content: Option<String>,
-    pub shipper_verified: Option<bool>,
-    pub assigned_team: Option<String>,
-    pub assigned_agent: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub customer: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub company: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub area: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub inquiry_type: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub waybill: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub content: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub shipper_verified: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    pub assigned_team: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub assigned_agent: Option<Option<String>>,
     pub reply: Option<String>,
-    pub promised_callback_at: Option<TimeInput>,
-    pub no_survey_reason: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub promised_callback_at: Option<Option<TimeInput>>,
+    #[serde(default, deserialize_with = "present")]
+    pub no_survey_reason: Option<Option<String>>,
     pub note: Option<String>,
+}
+
+/// A key that is present: `Some(None)` for `null`, `Some(Some(v))` for a value (absent
+/// keys stay `None` through `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Why a change was refused: bad input (400) or a status move not allowed (409).
@@ -453,15 +476,18 @@ pub fn update(
         .as_deref()
         .and_then(|c| parse_complexity(c, &mut problems));
     rules.check_lists(
-        text(&change.area).as_deref(),
-        text(&change.inquiry_type).as_deref(),
+        text(&change.area.clone().flatten()).as_deref(),
+        text(&change.inquiry_type.clone().flatten()).as_deref(),
         &mut problems,
     );
+    // None: not in the request; Some(None): withdrawn; Some(Some(ms)): a new promise.
     let promised = match &change.promised_callback_at {
-        Some(t) => t
+        Some(Some(t)) => t
             .to_millis("promised_callback_at")
             .map_err(|e| problems.push(e))
-            .ok(),
+            .ok()
+            .map(Some),
+        Some(None) => Some(None),
         None => None,
     };
     if !problems.is_empty() {
@@ -480,8 +506,8 @@ pub fn update(
     let mut changed = Vec::new();
     macro_rules! set_text {
         ($field:ident) => {
-            if change.$field.is_some() {
-                let value = text(&change.$field);
+            if let Some(value) = &change.$field {
+                let value = text(value);
                 if value != ticket.$field {
                     ticket.$field = value;
                     changed.push(stringify!($field));
@@ -500,8 +526,8 @@ pub fn update(
     set_text!(assigned_agent);
     set_text!(no_survey_reason);
     if let Some(verified) = change.shipper_verified {
-        if ticket.shipper_verified != Some(verified) {
-            ticket.shipper_verified = Some(verified);
+        if ticket.shipper_verified != verified {
+            ticket.shipper_verified = verified;
             changed.push("shipper_verified");
         }
     }
@@ -524,7 +550,7 @@ pub fn update(
     if clock_changed {
         ticket.reply_due_at = rules.reply_due(ticket.kind, ticket.complexity, ticket.created_at);
     }
-    if promised.is_some() && promised != ticket.promised_callback_at {
+    if let Some(promised) = promised.filter(|p| *p != ticket.promised_callback_at) {
         ticket.promised_callback_at = promised;
         changed.push("promised_callback_at");
         clock_changed = true;
@@ -549,7 +575,8 @@ pub fn update(
     // Implied moves: assigning dispatches an open ticket; a reply answers it.
     let implied = if change.reply.is_some() && ticket.status.awaits_reply() {
         Some(TicketStatus::Replied)
-    } else if (change.assigned_team.is_some() || change.assigned_agent.is_some())
+    } else if (matches!(change.assigned_team, Some(Some(_)))
+        || matches!(change.assigned_agent, Some(Some(_))))
         && matches!(ticket.status, TicketStatus::Open | TicketStatus::Reopened)
     {
         Some(TicketStatus::Dispatched)

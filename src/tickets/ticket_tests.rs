@@ -112,7 +112,7 @@ fn assigning_dispatches_a_reply_replies_and_moves_back_are_refused() {
     let rules = rules();
     let mut t = created("query");
     let change = TicketUpdate {
-        assigned_agent: Some("1001".into()),
+        assigned_agent: Some(Some("1001".into())),
         ..Default::default()
     };
     update(&rules, &mut t, &change, "lead", MON_10 + HOUR).unwrap();
@@ -241,4 +241,23 @@ fn missing_fields_are_each_named() {
         assert!(missing.contains(field), "{field} not in {missing}");
     }
     assert!(missing_fields(&created("consultation")).is_empty());
+}
+
+#[test]
+fn null_clears_a_field_and_withdraws_a_promise() {
+    let rules = rules();
+    let mut input = new_ticket("consultation");
+    input.promised_callback_at = Some(TimeInput::Millis(MON_10 + 600_000));
+    let (mut t, _) = create(&rules, &input, "crm", MON_10).unwrap();
+    assert_eq!(t.due_at, MON_10 + 600_000);
+    let change: TicketUpdate =
+        serde_json::from_str(r#"{"waybill": null, "promised_callback_at": null}"#).unwrap();
+    update(&rules, &mut t, &change, "crm", MON_10 + HOUR).unwrap();
+    assert_eq!(t.waybill, None);
+    assert_eq!(t.promised_callback_at, None);
+    assert_eq!(t.due_at, t.reply_due_at, "back to the reply due time");
+    // Absent keys change nothing.
+    let change: TicketUpdate = serde_json::from_str(r#"{"note": "called"}"#).unwrap();
+    update(&rules, &mut t, &change, "crm", MON_10 + HOUR).unwrap();
+    assert_eq!(t.customer.as_deref(), Some("张伟"));
 }
