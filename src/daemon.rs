@@ -97,17 +97,11 @@ pub async fn run(
         })?;
     let ready = Arc::new(AtomicBool::new(false));
     let (control_tx, control_rx) = mpsc::channel(64);
-    let state = AppState {
-        store: store.clone(),
-        tokens: config.http.tokens.clone(),
-        metrics,
-        ready: ready.clone(),
-        rings: config.rings.clone(),
-        recordings: config.store.recordings.clone(),
-        control: Some(control_tx.clone()),
-        tickets,
-        archive_root: config.archive.root.clone(),
-    };
+    let mut state = AppState::new(&config, store.clone());
+    state.metrics = metrics;
+    state.ready = ready.clone();
+    state.control = Some(control_tx.clone());
+    state.tickets = tickets;
     let http_token = root.child_token();
     let http_stop = http_token.clone();
     let http_task = tokio::spawn(async move {

@@ -127,25 +127,17 @@ async fn start() -> Server {
     store.save_call(&answered()).await.unwrap();
     store.save_call(&abandoned()).await.unwrap();
     let ready = Arc::new(AtomicBool::new(false));
-    let tickets = threering::tickets::Tickets::new(
-        store.clone(),
-        threering::tickets::ticket::Rules::from_config(&threering::config::Config::embedded()),
-    );
-    let state = AppState {
-        store,
-        tickets,
-        archive_root: dir.path().join("archive"),
-        tokens: vec![TokenConfig {
-            name: "crm".to_owned(),
-            role: Role::Admin,
-            token_sha256: hex::encode(Sha256::digest(TOKEN.as_bytes())),
-        }],
-        metrics: threering::metrics::install(),
-        ready: ready.clone(),
-        rings: RingsConfig::default(),
-        recordings: dir.path().join("recordings"),
-        control: None,
-    };
+    let mut config = threering::config::Config::embedded();
+    config.store.recordings = dir.path().join("recordings");
+    config.archive.root = dir.path().join("archive");
+    let mut state = AppState::new(&config, store);
+    state.tokens = vec![TokenConfig {
+        name: "crm".to_owned(),
+        role: Role::Admin,
+        token_sha256: hex::encode(Sha256::digest(TOKEN.as_bytes())),
+    }];
+    state.ready = ready.clone();
+    state.rings = RingsConfig::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

@@ -18,11 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use threering::call::record::Direction;
-use threering::config::{Config, RingsConfig, Role, TokenConfig};
+use threering::config::{Config, Role, TokenConfig};
 use threering::http::{serve, AppState};
 use threering::store::Store;
-use threering::tickets::ticket::Rules;
-use threering::tickets::Tickets;
 
 use tickets_common::{
     bundle_relative, call_record, id_parts, is_ticket_id, local_day, now_ms, sha256_file,
@@ -109,28 +107,21 @@ async fn start() -> Server {
     start_with(Config::embedded()).await
 }
 
-async fn start_with(config: Config) -> Server {
+async fn start_with(mut config: Config) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tickets.db").display());
     let store = Store::open(&url).await.unwrap();
-    let tickets = Tickets::new(store.clone(), Rules::from_config(&config));
     let recordings = dir.path().join("recordings");
     let archive_root = dir.path().join("archive");
     std::fs::create_dir_all(&recordings).unwrap();
-    let state = AppState {
-        store: store.clone(),
-        tokens: vec![
-            token(ADMIN_NAME, Role::Admin, ADMIN),
-            token(AGENT_NAME, Role::Agent, AGENT),
-        ],
-        metrics: threering::metrics::install(),
-        ready: Arc::new(AtomicBool::new(true)),
-        rings: RingsConfig::default(),
-        recordings: recordings.clone(),
-        control: None,
-        tickets,
-        archive_root: archive_root.clone(),
-    };
+    config.store.recordings = recordings.clone();
+    config.archive.root = archive_root.clone();
+    let mut state = AppState::new(&config, store.clone());
+    state.tokens = vec![
+        token(ADMIN_NAME, Role::Admin, ADMIN),
+        token(AGENT_NAME, Role::Agent, AGENT),
+    ];
+    state.ready = Arc::new(AtomicBool::new(true));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

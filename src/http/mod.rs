@@ -65,6 +65,28 @@ pub struct AppState {
     pub archive_root: PathBuf,
 }
 
+impl AppState {
+    /// The state for `config` over `store`: tokens, rings, recordings, tickets and the
+    /// archive root from the config; not ready, no call control (the daemon sets both).
+    /// Tests start here and change what they need.
+    pub fn new(config: &crate::config::Config, store: Store) -> AppState {
+        AppState {
+            tickets: crate::tickets::Tickets::new(
+                store.clone(),
+                crate::tickets::ticket::Rules::from_config(config),
+            ),
+            store,
+            tokens: config.http.tokens.clone(),
+            metrics: crate::metrics::install(),
+            ready: Arc::new(AtomicBool::new(false)),
+            rings: config.rings.clone(),
+            recordings: config.store.recordings.clone(),
+            control: None,
+            archive_root: config.archive.root.clone(),
+        }
+    }
+}
+
 /// All routes. Public so tests (and later the UI pages) can mount it.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
