@@ -21,6 +21,25 @@ pub struct ApiCaller {
     /// The token's `name` in the config.
     pub name: String,
     pub role: Role,
+    /// For the agent role: the agent id (工号) whose calls this caller may see.
+    pub agent: Option<String>,
+}
+
+impl ApiCaller {
+    /// 403 unless the caller has one of `roles` (admin always passes).
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if self.role == Role::Admin || roles.contains(&self.role) {
+            return Ok(());
+        }
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::Forbidden {
+            message: format!(
+                "this needs the {} role (you are {})",
+                names.join(" or "),
+                self.role.as_str()
+            ),
+        })
+    }
 }
 
 pub async fn require_token(
@@ -56,6 +75,7 @@ fn caller_for_token(tokens: &[TokenConfig], token: &str) -> Option<ApiCaller> {
             found = Some(ApiCaller {
                 name: configured.name.clone(),
                 role: configured.role,
+                agent: None,
             });
         }
     }

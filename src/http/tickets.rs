@@ -373,11 +373,8 @@ pub async fn archive(
     Extension(caller): Extension<ApiCaller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if caller.role == crate::config::Role::Agent {
-        return Err(ApiError::Forbidden {
-            message: "archiving needs the qa, supervisor or admin role".into(),
-        });
-    }
+    use crate::config::Role;
+    caller.require(&[Role::Qa, Role::Supervisor])?;
     let done = crate::tickets::archiving::archive_ticket(
         &state.tickets,
         &state.recordings,
