@@ -54,6 +54,41 @@ pub struct Config {
     /// Outbound trunks (callbacks to customers go out through them).
     #[serde(default)]
     pub trunks: Vec<TrunkConfig>,
+    /// Webhooks: URLs the CTI events are POSTed to (see `crate::events::webhooks`).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// QA: automatic flag thresholds and scoring forms.
+    #[serde(default)]
+    pub qa: crate::qa::QaConfig,
+    /// Users' sign-in: sessions, the login rate limit, the cookie.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Supervisor reports: the service level threshold.
+    #[serde(default)]
+    pub reports: crate::reports::ReportsConfig,
+}
+
+/// `[auth]`: sign-in sessions and the login rate limit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session ends this long after its last use (sliding).
+    pub session_ttl_minutes: u64,
+    /// Failed logins allowed per minute, per user name and per source IP; then 429.
+    pub login_attempts_per_minute: u32,
+    /// Mark the session cookie `Secure` (only sent over HTTPS). Off by default because
+    /// the default listens on 127.0.0.1 over plain HTTP.
+    pub cookie_secure: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl_minutes: 480,
+            login_attempts_per_minute: 10,
+            cookie_secure: false,
+        }
+    }
 }
 
 /// `[tickets]`: what the form offers and when a survey reopens a ticket.
@@ -150,6 +185,41 @@ pub struct TrunkConfig {
 
 fn default_trunk_transport() -> String {
     "udp".into()
+}
+
+/// `[[webhooks]]`: a receiver of the CTI events, POSTed as signed JSON.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the webhook in dead letters and logs.
+    pub name: String,
+    /// `http://HOST[:PORT]/PATH` (https is not supported yet).
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Threering-Signature`.
+    pub secret: Secret,
+    /// Event types sent (`call.answered`, ...); empty = all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// One attempt (connect, send, answer) within this long.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts before the event becomes a dead letter.
+    #[serde(default = "default_webhook_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; doubled after each further one (at most
+    /// 5 min, ± 20 % jitter).
+    #[serde(default = "default_webhook_retry_base_ms")]
+    pub retry_base_ms: u64,
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    5000
+}
+fn default_webhook_max_attempts() -> u32 {
+    8
+}
+fn default_webhook_retry_base_ms() -> u64 {
+    1000
 }
 
 impl TrunkConfig {
@@ -255,6 +325,17 @@ impl Role {
             Role::Qa => "qa",
             Role::Supervisor => "supervisor",
             Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `text` (as [`Role::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "agent" => Some(Role::Agent),
+            "qa" => Some(Role::Qa),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
         }
     }
 }
@@ -622,7 +703,33 @@ impl Config {
         self.check_agents(&mut problems);
         self.check_queues(&mut problems);
         self.check_tickets(&mut problems);
+        for (key, message) in crate::events::webhooks::validate(&self.webhooks) {
+            problems.push(ConfigProblem::new(key, message));
+        }
+        for (key, message) in self.qa.validate() {
+            problems.push(ConfigProblem::new(format!("qa.{key}"), message));
+        }
+        for (key, message) in self.reports.validate() {
+            problems.push(ConfigProblem::new(format!("reports.{key}"), message));
+        }
+        self.check_auth(&mut problems);
         problems
+    }
+
+    fn check_auth(&self, problems: &mut Vec<ConfigProblem>) {
+        let auth = &self.auth;
+        if !(1..=43_200).contains(&auth.session_ttl_minutes) {
+            problems.push(ConfigProblem::new(
+                "auth.session_ttl_minutes",
+                "must be from 1 to 43200 (30 days)",
+            ));
+        }
+        if auth.login_attempts_per_minute == 0 {
+            problems.push(ConfigProblem::new(
+                "auth.login_attempts_per_minute",
+                "must be at least 1",
+            ));
+        }
     }
 
     /// The trunk called `name`, or the first one when `name` is None.

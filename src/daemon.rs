@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// At a draining stop, how long webhooks may go on delivering what is queued.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("config: {0}")]
@@ -51,10 +54,15 @@ pub async fn run(
     let root = CancellationToken::new();
     let store = Store::open(&config.store.database).await?;
     repair_recordings(&store, &config.store.recordings).await?;
+    // One CTI event bus for call control, tickets, the API and the webhooks.
+    let cti = crate::events::EventBus::new(&config.daemon.node_id);
+    let (webhooks, webhook_tasks) =
+        crate::events::webhooks::start(&config.webhooks, store.clone(), &cti);
     let tickets = crate::tickets::Tickets::new(
         store.clone(),
         crate::tickets::ticket::Rules::from_config(&config),
-    );
+    )
+    .with_events(cti.clone());
     let (writer, writer_task) =
         StoreWriter::spawn_with_tickets(store.clone(), 1024, Some(tickets.clone()));
     let metrics = crate::metrics::install();
@@ -102,6 +110,8 @@ pub async fn run(
     state.ready = ready.clone();
     state.control = Some(control_tx.clone());
     state.tickets = tickets;
+    state.events = cti.clone();
+    state.webhooks = webhooks;
     let http_token = root.child_token();
     let http_stop = http_token.clone();
     let http_task = tokio::spawn(async move {
@@ -122,6 +132,7 @@ pub async fn run(
         writer,
         pool,
         root.child_token(),
+        cti.clone(),
     );
     let controller_task = tokio::spawn(controller.run(events, control_rx));
     ready.store(true, Ordering::SeqCst);
@@ -148,6 +159,10 @@ pub async fn run(
         let _ = (&mut controller_task).await;
     }
     let _ = writer_task.await;
+    // Webhooks get a short flush (none on SIGINT); what is left becomes dead letters.
+    // Then event streams end, so the HTTP server can finish.
+    webhook_tasks.shutdown(grace.min(WEBHOOK_FLUSH)).await;
+    cti.close();
     root.cancel();
     let _ = http_task.await;
     store.close().await;

@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<ArchiveAction>,
     },
+    /// Manage users: add, password, token, list, disable, enable.
+    User(threering::users::cli::UserArgs),
+    /// Reports: `report shift [--from T] [--to T] [--format text|html|json]`, the
+    /// shift handover report.
+    Report(threering::reports::cli::ReportArgs),
     /// Run the built-in test UAS: answers INVITEs after --ring-ms, echoes RTP, and
     /// registers the --user accounts with digest authentication.
     SipEcho {
@@ -141,6 +146,8 @@ fn main() -> anyhow::Result<()> {
                 println!("database {} is up to date", config.store.database);
             }
             Command::CheckConfig { .. } => unreachable!("handled before the runtime starts"),
+            Command::User(args) => threering::users::cli::run(args).await?,
+            Command::Report(args) => threering::reports::cli::run(args).await?,
             Command::Archive {
                 config,
                 ticket,

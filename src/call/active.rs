@@ -134,6 +134,8 @@ pub struct Call {
     pub survey: Option<SurveyState>,
     /// A callback to a customer (the API started it for a ticket): the customer leg.
     pub callback: Option<CallbackLeg>,
+    /// The caller's ring count last told in a `call.ringing` event (0: none yet).
+    pub rings_told: i64,
 }
 
 /// The customer leg of a callback. The "caller" side of the call is the customer:

@@ -187,6 +187,15 @@ pub struct CallRecord {
     pub tickets: Vec<String>,
 }
 
+impl CallRecord {
+    /// Whether the caller was handed to the satisfaction survey (then "the agent hung up
+    /// first" is a hand-off, not a hang-up). Known from the score for now: a survey that
+    /// got no key is not told apart yet.
+    pub fn survey_offered(&self) -> bool {
+        self.survey_score.is_some()
+    }
+}
+
 /// Rings heard for an answer after `ms` (DESIGN.md "Ring timing"): the first burst is
 /// at t = 0, so an answer at d ms falls on ring floor(d / cadence) + 1.
 pub fn rings_for(ms: i64, cadence_ms: i64) -> i64 {

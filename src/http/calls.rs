@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 
-use super::{ApiError, AppState};
+use super::{ApiCaller, ApiError, AppState};
 use crate::call::record::{AgentAttempt, CallRecord, PausedSpan};
 use crate::store::CallFilter;
 
@@ -144,13 +144,23 @@ fn encode_path_segment(segment: &str) -> String {
 
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<CallList>, ApiError> {
     let Query(params) = query.map_err(|e| ApiError::BadParam {
         param: "query".to_owned(),
         message: e.body_text(),
     })?;
-    let filter = filter_from_params(&params)?;
+    let mut filter = filter_from_params(&params)?;
+    if let Some(own) = caller.agent_scope() {
+        // An agent lists only the calls it answered.
+        if filter.agent.as_deref().is_some_and(|asked| asked != own) {
+            return Err(ApiError::Forbidden {
+                message: "an agent may list only its own calls".into(),
+            });
+        }
+        filter.agent = Some(own.to_owned());
+    }
     let calls = state.store.list_calls(&filter).await?;
     Ok(Json(CallList {
         calls: calls.into_iter().map(CallView::from).collect(),
@@ -159,14 +169,32 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
     Path(id): Path<String>,
 ) -> Result<Json<CallView>, ApiError> {
     match state.store.get_call(&id).await? {
-        Some(call) => Ok(Json(CallView::from(call))),
+        Some(call) => {
+            caller.check_call(&id, call.agent.as_deref())?;
+            Ok(Json(CallView::from(call)))
+        }
         None => Err(ApiError::NotFound {
             what: format!("call {id:?}"),
         }),
     }
+}
+
+/// For an agent caller, 403 unless call `id` is stored as answered by it (a call in
+/// progress is stored once answered). Other roles pass without a lookup.
+pub(super) async fn check_own_call(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: &str,
+) -> Result<(), ApiError> {
+    if caller.agent_scope().is_none() {
+        return Ok(());
+    }
+    let call = state.store.get_call(id).await?;
+    caller.check_call(id, call.as_ref().and_then(|c| c.agent.as_deref()))
 }
 
 /// The store filter for a query string. Empty values count as absent (an HTML form sends

@@ -15,6 +15,14 @@ pub enum ApiError {
     MissingToken,
     #[error("invalid token")]
     BadToken,
+    /// The session cookie names no live session (expired, signed out, user disabled).
+    #[error("not signed in (the session expired or was ended); sign in again")]
+    BadSession,
+    #[error("wrong name or password")]
+    LoginFailed,
+    /// Too many failed logins: 429 with `Retry-After`.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("{what} not found")]
     NotFound { what: String },
     #[error("query parameter {param}: {message}")]
@@ -36,12 +44,49 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::users::UsersError> for ApiError {
+    fn from(e: crate::users::UsersError) -> ApiError {
+        use crate::users::UsersError;
+        match e {
+            UsersError::Invalid(problems) => ApiError::Invalid { problems },
+            e @ UsersError::Exists(_) => ApiError::Conflict {
+                message: e.to_string(),
+            },
+            UsersError::NoSuchUser(name) => ApiError::NotFound {
+                what: format!("user {name:?}"),
+            },
+            UsersError::NoSuchToken { user, id } => ApiError::NotFound {
+                what: format!("token {id} of user {user:?}"),
+            },
+            UsersError::Store(e) => ApiError::Store(e),
+            e @ (UsersError::Corrupt { .. } | UsersError::Hash(_)) => {
+                tracing::error!(error = %e, "users request failed");
+                ApiError::Internal {
+                    message: "internal error".into(),
+                }
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
             ApiError::MissingToken => unauthorized(message, "Bearer"),
             ApiError::BadToken => unauthorized(message, "Bearer error=\"invalid_token\""),
+            ApiError::BadSession | ApiError::LoginFailed => unauthorized(message, "Bearer"),
+            ApiError::TooManyAttempts { retry_after_secs } => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({ "error": message, "retry_after": retry_after_secs })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                response
+            }
             ApiError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
             }

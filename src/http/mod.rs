@@ -11,17 +11,29 @@
 //! POST /api/calls/{id}/recording/pause | resume   for card numbers and the like
 //! POST /api/calls/{id}/survey   hand the caller to the satisfaction survey
 //! /api/tickets...         tickets, links, surveys, callbacks, archive (see [`tickets`])
+//! GET /api/reports/...    statistics, charts, the shift report (see [`reports`])
+//! GET /api/events         the CTI event stream as SSE; /api/events/ws as WebSocket
+//! /api/webhooks/dead-letters...   failed webhook deliveries, retry (see [`events`])
+//! GET|POST /login, POST /logout, POST /api/login, GET /   signing in (see [`login`])
+//! GET /api/me, /api/audit, /api/users...   who am I, the audit log, users and tokens
 //! ```
-//! Everything under `/api` needs `Authorization: Bearer <token>` (see [`auth`]). Errors
-//! are JSON `{"error": "..."}`, mapped from [`ApiError`] in one place.
+//! Everything under `/api` but `/api/login` needs a bearer token (config or per-user)
+//! or a session cookie (see [`auth`]). Errors are JSON `{"error": "..."}`, mapped from
+//! [`ApiError`] in one place.
 
 mod auth;
 mod calls;
 mod error;
+mod events;
 mod health;
+mod login;
+mod qa;
 mod recording;
+mod reports;
 mod survey;
 mod tickets;
+pub mod ui;
+mod users;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -49,6 +61,8 @@ pub struct AppState {
     pub store: Store,
     /// API tokens, from `[[http.tokens]]`.
     pub tokens: Vec<TokenConfig>,
+    /// Users, their tokens and sessions, the login limiter and the audit log.
+    pub users: crate::users::Users,
     pub metrics: PrometheusHandle,
     /// Set by the daemon once SIP, RTP and HTTP all listen; cleared when it drains.
     pub ready: Arc<AtomicBool>,
@@ -56,6 +70,10 @@ pub struct AppState {
     pub rings: RingsConfig,
     /// Recordings root (for `/api/calls/{id}/recording`).
     pub recordings: PathBuf,
+    /// QA flag thresholds and scoring forms.
+    pub qa: crate::qa::QaConfig,
+    /// What the supervisor reports need from the config (`/api/reports`).
+    pub reports: crate::reports::ReportSettings,
     /// Call control, for the few API calls that act on a call in progress (pause and
     /// resume a recording). None where no calls run (tests of the read-only API).
     pub control: Option<tokio::sync::mpsc::Sender<crate::call::Control>>,
@@ -63,6 +81,10 @@ pub struct AppState {
     pub tickets: crate::tickets::Tickets,
     /// Where `POST /api/tickets/{id}/archive` writes bundles.
     pub archive_root: PathBuf,
+    /// The CTI event bus (`/api/events`); call control and tickets publish on it.
+    pub events: crate::events::EventBus,
+    /// Running webhooks, for dead-letter retries (none until the daemon starts them).
+    pub webhooks: crate::events::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -70,17 +92,24 @@ impl AppState {
     /// archive root from the config; not ready, no call control (the daemon sets both).
     /// Tests start here and change what they need.
     pub fn new(config: &crate::config::Config, store: Store) -> AppState {
+        let events = crate::events::EventBus::new(&config.daemon.node_id);
         AppState {
             tickets: crate::tickets::Tickets::new(
                 store.clone(),
                 crate::tickets::ticket::Rules::from_config(config),
-            ),
+            )
+            .with_events(events.clone()),
+            events,
+            webhooks: Default::default(),
+            users: crate::users::Users::new(&store, &config.auth),
             store,
             tokens: config.http.tokens.clone(),
             metrics: crate::metrics::install(),
             ready: Arc::new(AtomicBool::new(false)),
             rings: config.rings.clone(),
             recordings: config.store.recordings.clone(),
+            qa: config.qa.clone(),
+            reports: crate::reports::ReportSettings::from_config(config),
             control: None,
             archive_root: config.archive.root.clone(),
         }
@@ -96,6 +125,12 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{id}/recording/pause", post(recording::pause))
         .route("/calls/{id}/recording/resume", post(recording::resume))
         .route("/calls/{id}/survey", post(survey::start))
+        .route("/qa/forms", get(qa::forms))
+        .route("/calls/{id}/qa", get(qa::overview))
+        .route("/calls/{id}/scores", get(qa::scores).post(qa::add_score))
+        .route("/calls/{id}/annotations", post(qa::add_annotation))
+        .route("/calls/{id}/waveform.svg", get(qa::waveform))
+        .route("/calls/{id}/timeline.svg", get(qa::timeline))
         .route("/tickets", get(tickets::list).post(tickets::create))
         .route("/tickets/{id}", get(tickets::get).patch(tickets::update))
         .route("/tickets/{id}/history", get(tickets::history))
@@ -107,6 +142,32 @@ pub fn router(state: AppState) -> Router {
         .route("/tickets/{id}/survey", post(tickets::survey))
         .route("/tickets/{id}/callback", post(tickets::callback))
         .route("/tickets/{id}/archive", post(tickets::archive))
+        .route("/reports/summary", get(reports::summary))
+        .route("/reports/charts/rings.svg", get(reports::rings_chart))
+        .route(
+            "/reports/charts/compliance.svg",
+            get(reports::compliance_chart),
+        )
+        .route("/reports/shift", get(reports::shift))
+        .route("/events", get(events::sse))
+        .route("/events/ws", get(events::websocket))
+        .route("/webhooks/dead-letters", get(events::dead_letters))
+        .route(
+            "/webhooks/dead-letters/{id}/retry",
+            post(events::retry_dead_letter),
+        )
+        .route("/me", get(users::me))
+        .route("/audit", get(users::audit_log))
+        .route("/users", get(users::list_users).post(users::create_user))
+        .route("/users/{name}", axum::routing::patch(users::update_user))
+        .route(
+            "/users/{name}/tokens",
+            get(users::list_tokens).post(users::create_token),
+        )
+        .route(
+            "/users/{name}/tokens/{id}",
+            axum::routing::delete(users::revoke_token),
+        )
         .fallback(error::api_not_found)
         // `layer`, not `route_layer`: unknown /api paths need a token too, so that they
         // cannot be used to probe which routes exist.
@@ -117,7 +178,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
+        // Sign-in (no credentials needed, so outside the /api layer).
+        .route("/", get(login::home))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/api/login", post(login::api_login))
         .nest("/api", api)
+        .nest("/ui", ui::routes(state.clone()))
         .with_state(state)
 }
 
@@ -128,7 +195,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _upkeep = AbortOnDrop(tokio::spawn(metrics_upkeep(state.metrics.clone())));
-    axum::serve(listener, router(state))
+    // With the peer address (ConnectInfo) in every request, for the audit log and the
+    // login rate limit.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

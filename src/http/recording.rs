@@ -11,9 +11,10 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::{ApiError, AppState};
+use super::auth::ClientIp;
+use super::{ApiCaller, ApiError, AppState};
 use crate::call::{Control, RecordingRefused};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 
 /// A requested byte range, resolved against the file length: `start..=end`.
@@ -74,7 +75,7 @@ pub fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
 }
 
 /// The recording's file under `root`, refusing anything that would leave it.
-fn inside_root(root: &FsPath, relative: &str) -> Option<PathBuf> {
+pub(super) fn inside_root(root: &FsPath, relative: &str) -> Option<PathBuf> {
     let rel = FsPath::new(relative);
     let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
     plain.then(|| root.join(rel))
@@ -82,6 +83,8 @@ fn inside_root(root: &FsPath, relative: &str) -> Option<PathBuf> {
 
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -89,6 +92,7 @@ pub async fn get(
         what: format!("recording of call {id}"),
     };
     let call = state.store.get_call(&id).await?.ok_or_else(not_found)?;
+    caller.check_call(&id, call.agent.as_deref())?;
     let relative = call.recording_path.ok_or_else(not_found)?;
     let path = inside_root(&state.recordings, &relative).ok_or_else(not_found)?;
     let mut file = tokio::fs::File::open(&path)
@@ -107,6 +111,13 @@ pub async fn get(
             return Ok(response);
         }
     };
+    // Every playback or download is in the audit log before a byte of it is sent; if
+    // the log cannot be written, nothing is sent.
+    let mut entry = super::users::entry(&caller, ip, "recording.play").target(&id);
+    if let Some(range) = range {
+        entry = entry.detail(range);
+    }
+    state.users.audit(entry).await?;
     file.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(|_| not_found())?;
@@ -126,20 +137,30 @@ pub async fn get(
 }
 
 /// `POST /api/calls/{id}/recording/pause`: the recording is silence from now on.
-pub async fn pause(state: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
-    set_paused(state, id, true).await
+pub async fn pause(
+    state: State<AppState>,
+    caller: Extension<ApiCaller>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    set_paused(state, caller, id, true).await
 }
 
 /// `POST /api/calls/{id}/recording/resume`.
-pub async fn resume(state: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
-    set_paused(state, id, false).await
+pub async fn resume(
+    state: State<AppState>,
+    caller: Extension<ApiCaller>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    set_paused(state, caller, id, false).await
 }
 
 async fn set_paused(
     State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
     Path(id): Path<String>,
     pause: bool,
 ) -> Result<Response, ApiError> {
+    super::calls::check_own_call(&state, &caller, &id).await?;
     let call_id = id.clone();
     let answer = super::ask_control(&state, |reply| Control::Recording {
         call_id,

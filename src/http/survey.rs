@@ -3,16 +3,18 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiCaller, ApiError, AppState};
 use crate::call::{Control, SurveyRefused};
 
 pub async fn start(
     State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    super::calls::check_own_call(&state, &caller, &id).await?;
     let call_id = id.clone();
     let answer =
         super::ask_control(&state, |reply| Control::StartSurvey { call_id, reply }).await?;

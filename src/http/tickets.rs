@@ -26,6 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::ClientIp;
+use super::users::{entry, record};
 use super::{ApiCaller, ApiError, AppState};
 use crate::call::{CallbackRefused, Control};
 use crate::store::TicketFilter;
@@ -54,6 +56,18 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid {
         problems: vec![format!("request body: {e}")],
     })
+}
+
+/// The top-level keys of a JSON object body, sorted, for the audit log's detail.
+fn body_keys(bytes: &Bytes) -> String {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(map)) => {
+            let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            keys.join(", ")
+        }
+        _ => String::new(),
+    }
 }
 
 pub async fn list(
@@ -115,10 +129,19 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let input: NewTicket = body(&bytes)?;
     let ticket = state.tickets.create(&input, &caller.name).await?;
+    let detail = format!("kind {}", ticket.kind.as_str());
+    record(
+        &state,
+        entry(&caller, ip, "ticket.create")
+            .target(&ticket.id)
+            .detail(detail),
+    )
+    .await;
     tracing::info!(ticket = %ticket.id, kind = ticket.kind.as_str(), by = %caller.name, "ticket created");
     Ok((StatusCode::CREATED, Json(ticket)).into_response())
 }
@@ -133,6 +156,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -143,6 +167,13 @@ pub async fn update(
             ticket::update(rules, t, &change, &caller.name, now)
         })
         .await?;
+    record(
+        &state,
+        entry(&caller, ip, "ticket.update")
+            .target(&id)
+            .detail(body_keys(&bytes)),
+    )
+    .await;
     Ok(Json(ticket).into_response())
 }
 
@@ -163,6 +194,7 @@ struct Note {
 pub async fn add_note(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -191,6 +223,7 @@ pub async fn add_note(
             )])
         })
         .await?;
+    record(&state, entry(&caller, ip, "ticket.note").target(&id)).await;
     Ok((StatusCode::CREATED, Json(ticket)).into_response())
 }
 
@@ -212,6 +245,7 @@ struct LinkBody {
 pub async fn link(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -223,6 +257,16 @@ pub async fn link(
         .tickets
         .link(&id, link.call_id.trim(), role, &caller.name)
         .await?;
+    let detail = format!(
+        "call {} as {}",
+        link.call_id.trim(),
+        link.role.as_deref().unwrap_or("default role")
+    );
+    record(
+        &state,
+        entry(&caller, ip, "ticket.link").target(&id).detail(detail),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(ticket)).into_response())
 }
 
@@ -238,6 +282,7 @@ struct SurveyBody {
 pub async fn survey(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -254,6 +299,11 @@ pub async fn survey(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
+    let detail = match (survey.score, &reason) {
+        (Some(score), _) => format!("score {score}"),
+        (None, Some(reason)) => format!("no survey: {reason}"),
+        (None, None) => String::new(),
+    };
     let ticket = match (survey.score, reason) {
         (Some(score), None) => {
             state
@@ -283,6 +333,13 @@ pub async fn survey(
             })
         }
     };
+    record(
+        &state,
+        entry(&caller, ip, "ticket.survey")
+            .target(&id)
+            .detail(detail),
+    )
+    .await;
     Ok(Json(ticket).into_response())
 }
 
@@ -297,6 +354,7 @@ struct CallbackBody {
 pub async fn callback(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -345,6 +403,14 @@ pub async fn callback(
                     )])
                 })
                 .await;
+            let detail = format!("call {call_id}: agent {agent}, number {number}");
+            record(
+                &state,
+                entry(&caller, ip, "ticket.callback")
+                    .target(&id)
+                    .detail(detail),
+            )
+            .await;
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({ "ticket": id, "call_id": call_id, "agent": agent, "number": number })),
@@ -371,6 +437,7 @@ pub async fn callback(
 pub async fn archive(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: ClientIp,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     use crate::config::Role;
@@ -385,7 +452,17 @@ pub async fn archive(
     )
     .await;
     match done {
-        Ok(done) => Ok((StatusCode::CREATED, Json(done)).into_response()),
+        Ok(done) => {
+            let detail = format!("bundle {} sha256 {}", done.path, done.sha256);
+            record(
+                &state,
+                entry(&caller, ip, "ticket.archive")
+                    .target(&id)
+                    .detail(detail),
+            )
+            .await;
+            Ok((StatusCode::CREATED, Json(done)).into_response())
+        }
         Err(crate::tickets::archiving::ArchiveRefused::Incomplete { missing }) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({

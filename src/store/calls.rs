@@ -33,11 +33,19 @@ pub struct CallFilter {
     /// `true`: calls that broke the three-ring rule (`three_ring_ok = false`); `false`:
     /// calls that kept it. Calls never judged (not answered) match neither.
     pub violation: Option<bool>,
+    /// Calls whose caller number contains this text.
+    pub caller: Option<String>,
+    /// Calls answered on this ring or later.
+    pub min_rings: Option<i64>,
+    /// Calls with a survey score of at most this.
+    pub max_survey: Option<i64>,
+    /// `true`: calls with a QA score; `false`: calls without one.
+    pub qa_scored: Option<bool>,
     /// Default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`].
     pub limit: Option<u32>,
 }
 
-const CALL_COLUMNS: &str = "id, sip_call_id, direction, caller, callee, queue, agent, \
+pub(super) const CALL_COLUMNS: &str = "id, sip_call_id, direction, caller, callee, queue, agent, \
      started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, rings, \
      three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, survey_score, \
      recording_sha256, recording_ms, recording_bytes, interrupted, paused_spans";
@@ -141,6 +149,28 @@ impl Store {
                 .push(" AND three_ring_ok = ")
                 .push_bind(i64::from(!violation));
         }
+        if let Some(caller) = &filter.caller {
+            // instr, not LIKE: the text is matched as it is, % and _ included.
+            query
+                .push(" AND instr(caller, ")
+                .push_bind(caller.as_str())
+                .push(") > 0");
+        }
+        if let Some(rings) = filter.min_rings {
+            query.push(" AND rings >= ").push_bind(rings);
+        }
+        if let Some(score) = filter.max_survey {
+            query.push(" AND survey_score <= ").push_bind(score);
+        }
+        match filter.qa_scored {
+            Some(true) => {
+                query.push(" AND id IN (SELECT call_id FROM qa_scores)");
+            }
+            Some(false) => {
+                query.push(" AND id NOT IN (SELECT call_id FROM qa_scores)");
+            }
+            None => {}
+        }
         query
             .push(" ORDER BY started_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit));
@@ -243,7 +273,7 @@ async fn replace_tickets(conn: &mut SqliteConnection, call: &CallRecord) -> Resu
 
 /// Fills in the attempts and tickets of `calls` with one query each, whatever the
 /// number of calls.
-async fn attach_children(
+pub(super) async fn attach_children(
     conn: &mut SqliteConnection,
     calls: &mut [CallRecord],
 ) -> Result<(), StoreError> {
@@ -294,7 +324,7 @@ fn push_id_list<'a>(query: &mut QueryBuilder<'a, Sqlite>, ids: &[&'a str]) {
 }
 
 /// A call row without its attempts and tickets (see [`attach_children`]).
-fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
+pub(super) fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let direction: String = row.try_get("direction")?;
     let outcome: String = row.try_get("outcome")?;

@@ -11,7 +11,10 @@
 //! Times are epoch milliseconds, booleans 0/1, enums their `as_str()` names.
 
 mod calls;
+mod qa;
+mod reports;
 mod tickets;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +26,9 @@ use sqlx::sqlite::{
 };
 
 pub use calls::CallFilter;
+pub use qa::ScoreRefused;
 pub use tickets::TicketFilter;
+pub use webhooks::{DeadLetter, NewDeadLetter};
 pub use writer::StoreWriter;
 
 /// Longest a statement waits for another connection's write lock before failing.
@@ -111,6 +116,12 @@ impl Store {
     /// Closes every connection (checkpointing the WAL); later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The connection pool, for modules that keep their own tables in this database
+    /// (users, sessions and the audit log: `crate::users`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 }
 

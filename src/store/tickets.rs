@@ -36,14 +36,14 @@ pub struct TicketFilter {
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
 
-const COLUMNS: &str = "id, kind, complexity, status, customer, company, phone, area, \
+pub(super) const COLUMNS: &str = "id, kind, complexity, status, customer, company, phone, area, \
      inquiry_type, waybill, content, shipper_verified, assigned_team, assigned_agent, reply, \
      created_by, created_at, updated_at, reply_due_at, promised_callback_at, due_at, \
      replied_at, closed_at, survey_score, survey_cause, survey_call_id, survey_at, \
      no_survey_reason, archived_at, archive_path, archive_sha256, version";
 
 /// States that still wait for a reply (see `TicketStatus::awaits_reply`).
-const AWAITING: &str = "('open', 'dispatched', 'reopened')";
+pub(super) const AWAITING: &str = "('open', 'dispatched', 'reopened')";
 
 impl Store {
     /// Numbers the ticket (`<prefix>-<day>-NNNN`, the day's next number) and inserts it
@@ -402,7 +402,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn ticket_from_row(row: &SqliteRow, now_ms: i64) -> Result<Ticket, StoreError> {
+pub(super) fn ticket_from_row(row: &SqliteRow, now_ms: i64) -> Result<Ticket, StoreError> {
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
     let status: String = row.try_get("status")?;

@@ -37,6 +37,8 @@ fn refused_text(refused: &Refused) -> String {
 pub struct Tickets {
     pub store: Store,
     pub rules: Arc<Rules>,
+    /// Where `ticket.updated` events go after every saved change (none: not published).
+    pub events: Option<crate::events::EventBus>,
 }
 
 pub fn now_ms() -> i64 {
@@ -48,7 +50,33 @@ impl Tickets {
         Tickets {
             store,
             rules: Arc::new(rules),
+            events: None,
         }
+    }
+
+    /// The same service, publishing `ticket.updated` on `bus` after every saved change.
+    pub fn with_events(mut self, bus: crate::events::EventBus) -> Tickets {
+        self.events = Some(bus);
+        self
+    }
+
+    /// `ticket.updated`: `{"ticket_id", "status", "survey_score", "action", "actions"}`;
+    /// `actions` are the history actions of this change, `action` the first of them.
+    fn publish(&self, ticket: &Ticket, history: &[HistoryEntry]) {
+        let Some(bus) = &self.events else {
+            return;
+        };
+        let actions: Vec<&str> = history.iter().map(|h| h.action.as_str()).collect();
+        bus.publish(
+            crate::events::TICKET_UPDATED,
+            serde_json::json!({
+                "ticket_id": ticket.id,
+                "status": ticket.status.as_str(),
+                "survey_score": ticket.survey_score,
+                "action": actions.first().copied().unwrap_or("update"),
+                "actions": actions,
+            }),
+        );
     }
 
     pub async fn create(&self, input: &NewTicket, author: &str) -> Result<Ticket, TicketError> {
@@ -60,6 +88,7 @@ impl Tickets {
             .store
             .create_ticket(ticket, &history, &self.rules.id_prefix, day)
             .await?;
+        self.publish(&created, &history);
         created.history = Some(history);
         Ok(created)
     }
@@ -86,7 +115,9 @@ impl Tickets {
                 return Ok(ticket);
             }
             if self.store.save_ticket(&ticket, &history).await? {
-                return self.get(id).await;
+                let saved = self.get(id).await?;
+                self.publish(&saved, &history);
+                return Ok(saved);
             }
         }
         Err(TicketError::Busy(id.to_owned()))

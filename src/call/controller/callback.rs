@@ -240,8 +240,12 @@ impl Controller {
                     authenticated: false,
                     failed_status: None,
                 }),
+                rings_told: 0,
             },
         );
+        if let Some(call) = self.calls.get(&key) {
+            cti::offered(&self.events, call);
+        }
         self.by_call_id.insert(sip_call_id, key);
         crate::metrics::active_calls(self.calls.len());
         // Saved now, so the API can show the call (and its ticket link) at once.
@@ -332,6 +336,13 @@ impl Controller {
         if status < 200 {
             if matches!(status, 180 | 183) && call.caller_ringing.is_none() {
                 call.caller_ringing = Some(Stamp::now());
+                let agent = call.record.agent.clone();
+                cti::ringing(
+                    &self.events,
+                    call,
+                    agent.as_deref(),
+                    self.config.rings.cadence_ms,
+                );
             }
             return;
         }
@@ -445,6 +456,7 @@ impl Controller {
         call.record.three_ring_ok = None;
         call.record.over_limit = None;
         let record = call.record.clone();
+        cti::answered(&self.events, &record, self.config.rings.target);
         tracing::info!(call = %record.id, customer_ring_ms = record.caller_ring_ms, "callback: the customer answered");
         self.store.save(record).await;
     }

@@ -213,9 +213,16 @@ impl Controller {
         let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
+        // A survey still running (one that finished told survey.completed already).
+        let surveying = call.phase == Phase::Survey && call.survey.is_some();
         call.finish(outcome, side);
         let rings = &self.config.rings;
         call.sync_record(rings.cadence_ms, rings.target, rings.limit);
+        if surveying {
+            // The caller hung up (or the daemon stopped) before the survey ended.
+            cti::survey_completed(&self.events, &call.record, "hung_up");
+        }
+        cti::ended(&self.events, &call.record);
         let wrap_up = self.config.queue(&call.queue).map_or(0, |q| q.wrap_up_ms);
         // An agent who handed the caller to the survey was freed then.
         if let (Some(agent), None) = (&call.record.agent, call.agent_left) {

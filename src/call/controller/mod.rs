@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod callback;
+mod cti;
 mod dialogs;
 mod ringing;
 
@@ -160,6 +161,8 @@ pub struct Controller {
     /// Recordings being closed (off this task); awaited before the store closes.
     finalizers: tokio::task::JoinSet<()>,
     cancel: CancellationToken,
+    /// The CTI event stream (call.offered, call.ringing, ...); publishing never waits.
+    events: crate::events::EventBus,
 }
 
 /// Our Contact URI for a leg on this transport.
@@ -180,6 +183,7 @@ impl Controller {
         store: StoreWriter,
         pool: PortPool,
         cancel: CancellationToken,
+        events: crate::events::EventBus,
     ) -> Self {
         // Each queue's survey prompts: the queue's own files, else [survey]'s, else the
         // built-in ones. A queue whose prompts do not load has no survey (logged).
@@ -239,6 +243,7 @@ impl Controller {
             survey_prompts,
             finalizers: tokio::task::JoinSet::new(),
             cancel,
+            events,
         }
     }
 
@@ -272,7 +277,10 @@ impl Controller {
                         let _ = reply.send(self.start_callback(ticket_id, agent, number, trunk).await);
                     }
                 },
-                _ = tick.tick() => self.route_waiting().await,
+                _ = tick.tick() => {
+                    self.route_waiting().await;
+                    self.tick_rings();
+                }
             }
             if let Some(until) = self.drain_until {
                 if self.calls.is_empty() {
@@ -543,8 +551,12 @@ impl Controller {
                 agent_left: None,
                 survey: None,
                 callback: None,
+                rings_told: 0,
             },
         );
+        if let Some(call) = self.calls.get(&key) {
+            cti::offered(&self.events, call);
+        }
         self.by_caller_tx.insert(tx, key);
         self.by_call_id.insert(sip_call_id, key);
         crate::metrics::active_calls(self.calls.len());

@@ -183,14 +183,28 @@ impl Controller {
                 return;
             }
             let attempt = &mut call.attempts[index];
-            if attempt.open && attempt.ring_started.is_none() {
+            let starts_ringing = attempt.open && attempt.ring_started.is_none();
+            if starts_ringing {
                 attempt.ring_started = Some(Stamp::now());
             }
             let inbound = call.caller_tx;
-            if let (None, Phase::Routing, Some(caller_tx)) =
-                (call.caller_ringing, call.phase, inbound)
-            {
+            let caller_starts = matches!(
+                (call.caller_ringing, call.phase, inbound),
+                (None, Phase::Routing, Some(_))
+            );
+            if caller_starts {
                 call.caller_ringing = Some(Stamp::now());
+            }
+            if starts_ringing {
+                let agent = call.attempts[index].agent.clone();
+                cti::ringing(
+                    &self.events,
+                    call,
+                    Some(&agent),
+                    self.config.rings.cadence_ms,
+                );
+            }
+            if let (true, Some(caller_tx)) = (caller_starts, inbound) {
                 let mut ringing =
                     response_to(&call.caller_invite, 180, None, Some(&call.caller_tag));
                 let contact = our_contact(
@@ -332,6 +346,7 @@ impl Controller {
         let record = call.record.clone();
         let queue = call.queue.clone();
         self.respond(caller_tx, ok).await;
+        cti::answered(&self.events, &record, self.config.rings.target);
         tracing::info!(call = %record.id, %agent, rings = record.rings, caller_ring_ms = record.caller_ring_ms, "answered");
         crate::metrics::agent_answered(&queue, &agent, ring_s, violation);
         self.board.answered(&agent);
@@ -399,6 +414,12 @@ impl Controller {
                 }
                 call.record.survey_score = score.map(i64::from);
                 call.survey = None;
+                let result = if score.is_some() {
+                    "scored"
+                } else {
+                    "no_score"
+                };
+                cti::survey_completed(&self.events, &call.record, result);
                 tracing::info!(call = %call.record.id, score = ?score, "survey finished");
                 self.hang_up(key, HangupSide::System, Some(false)).await;
             }
