@@ -3,7 +3,9 @@
 //! - qa: signs in, searches the call, opens it; the audio element loads over the Range
 //!   endpoint and reports the recording's duration, the waveform shows two channels,
 //!   the ring timeline each ring; a score is submitted on the form;
-//! - agent: another agent's call page and recording answer 403.
+//! - agent: another agent's call page and recording answer 403;
+//! - dashboard: the supervisor sees the call's rings for its agent, and the histogram;
+//! - wallboard: a second call rings for 7 s and its ring count goes up without a reload.
 //!
 //! Then the audit log (read over the API) lists the qa user's playback.
 //!
@@ -154,6 +156,22 @@ fn qa_signs_in_finds_listens_and_scores_and_an_agent_is_refused() {
         !plays.is_empty(),
         "the qa user's playback is audit-logged: {audit}"
     );
+    // The wallboard: a call that rings for 7 s; its ring count goes up on the page.
+    let agent = Sipp::agent(
+        "agent 1001 (slow)",
+        "daemon_uas_answer.xml",
+        agent_port,
+        &ports,
+    )
+    .pause_ms(7000)
+    .spawn();
+    let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
+        .pause_ms(500)
+        .spawn();
+    browser(&daemon, "wallboard", &env);
+    let caller = caller.wait_at_most(Duration::from_secs(20));
+    let agent = agent.wait_at_most(Duration::from_secs(10));
+    assert_all_ok(&[&caller, &agent], "the call shown on the wallboard");
     // The score the browser saved is there.
     let (_, scores) = daemon.get_json(&format!("/api/calls/{id}/scores")).unwrap();
     assert_eq!(scores["scores"][0]["author"], "qa1", "{scores}");

@@ -38,11 +38,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod callback;
+mod live;
 mod cti;
 mod dialogs;
 mod ringing;
 
 pub use callback::CallbackRefused;
+pub use live::{LiveAgent, LiveCall, Snapshot};
 
 enum Timer {
     RingTimeout {
@@ -104,6 +106,10 @@ pub enum Control {
     StartSurvey {
         call_id: String,
         reply: tokio::sync::oneshot::Sender<Result<(), SurveyRefused>>,
+    },
+    /// What is going on now (the wallboard).
+    Snapshot {
+        reply: tokio::sync::oneshot::Sender<Snapshot>,
     },
     /// Call a ticket's customer back: ring `agent`, then `number` through `trunk` (the
     /// first trunk when None). Answers with the new call's record id.
@@ -272,6 +278,9 @@ impl Controller {
                     }
                     Control::StartSurvey { call_id, reply } => {
                         let _ = reply.send(self.survey_on_request(&call_id).await);
+                    }
+                    Control::Snapshot { reply } => {
+                        let _ = reply.send(self.snapshot());
                     }
                     Control::Callback { ticket_id, agent, number, trunk, reply } => {
                         let _ = reply.send(self.start_callback(ticket_id, agent, number, trunk).await);

@@ -17,7 +17,7 @@ use crate::reports::charts::{self, CompliancePoint};
 use crate::reports::{num_text, Aggregator, Group, Range, RingCounts, Stats};
 
 /// The 403 page for an agent; None for the roles that may see supervisor pages.
-fn refused(session: &PageSession) -> Option<Response> {
+pub(super) fn refused(session: &PageSession) -> Option<Response> {
     match session.caller.role {
         Role::Supervisor | Role::Qa | Role::Admin => None,
         Role::Agent => Some((

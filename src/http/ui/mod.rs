@@ -6,6 +6,7 @@
 
 pub mod board;
 pub mod calls;
+pub mod wallboard;
 
 use axum::response::Html;
 
@@ -135,5 +136,7 @@ pub fn routes(state: crate::http::AppState) -> axum::Router<crate::http::AppStat
         .route("/calls/{id}/annotate", post(calls::post_annotation))
         .route("/dashboard", get(board::dashboard))
         .route("/shift", get(board::shift))
+        .route("/wallboard", get(wallboard::page_handler))
+        .route("/wallboard/stream", get(wallboard::stream))
         .layer(axum::middleware::from_fn_with_state(state, require_session))
 }
