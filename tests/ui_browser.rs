@@ -172,6 +172,13 @@ fn qa_signs_in_finds_listens_and_scores_and_an_agent_is_refused() {
     let caller = caller.wait_at_most(Duration::from_secs(20));
     let agent = agent.wait_at_most(Duration::from_secs(10));
     assert_all_ok(&[&caller, &agent], "the call shown on the wallboard");
+    let (_, scored) = daemon.get_json("/api/audit?action=qa.score").unwrap();
+    assert!(
+        scored["entries"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["actor"] == "qa1" && e["target"] == id.as_str())),
+        "the score is audit-logged: {scored}"
+    );
     // The score the browser saved is there.
     let (_, scores) = daemon.get_json(&format!("/api/calls/{id}/scores")).unwrap();
     assert_eq!(scores["scores"][0]["author"], "qa1", "{scores}");

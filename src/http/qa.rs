@@ -106,6 +106,7 @@ fn new_id() -> String {
 pub async fn add_score(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: super::auth::ClientIp,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -146,6 +147,13 @@ pub async fn add_score(
     match state.store.add_score(score).await {
         Ok(saved) => {
             tracing::info!(call = %id, version = saved.version, total = saved.total, by = %caller.name, "QA score saved");
+            let entry = super::users::entry(&caller, ip, "qa.score")
+                .target(id.clone())
+                .detail(format!(
+                    "version {} total {:.1}",
+                    saved.version, saved.total
+                ));
+            super::users::record(&state, entry).await;
             Ok((StatusCode::CREATED, Json(saved)).into_response())
         }
         Err(e @ ScoreRefused::NeedsReason { .. }) => Err(ApiError::Conflict {
@@ -158,6 +166,7 @@ pub async fn add_score(
 pub async fn add_annotation(
     State(state): State<AppState>,
     Extension(caller): Extension<ApiCaller>,
+    ip: super::auth::ClientIp,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -192,6 +201,10 @@ pub async fn add_annotation(
         created_at: chrono::Utc::now().timestamp_millis(),
     };
     state.store.add_annotation(&annotation).await?;
+    let entry = super::users::entry(&caller, ip, "qa.annotate")
+        .target(annotation.call_id.clone())
+        .detail(format!("at {} ms", annotation.at_ms));
+    super::users::record(&state, entry).await;
     Ok((StatusCode::CREATED, Json(annotation)).into_response())
 }
 

@@ -400,6 +400,7 @@ fn csrf_ok(session: &PageSession, form: &HashMap<String, String>) -> bool {
 pub async fn post_score(
     State(state): State<AppState>,
     Extension(session): Extension<PageSession>,
+    ip: crate::http::auth::ClientIp,
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -457,7 +458,16 @@ pub async fn post_score(
         created_at: chrono::Utc::now().timestamp_millis(),
     };
     match state.store.add_score(score).await {
-        Ok(_) => Redirect::to(&format!("/ui/calls/{id}#scores")).into_response(),
+        Ok(saved) => {
+            let entry = crate::http::users::entry(&session.caller, ip, "qa.score")
+                .target(id.clone())
+                .detail(format!(
+                    "version {} total {:.1}",
+                    saved.version, saved.total
+                ));
+            crate::http::users::record(&state, entry).await;
+            Redirect::to(&format!("/ui/calls/{id}#scores")).into_response()
+        }
         Err(ScoreRefused::NeedsReason { .. }) => error_page(
             &session,
             StatusCode::CONFLICT,
