@@ -4,7 +4,8 @@
 //! GET  /api/events                    SSE: `id:` the event id, `event:` its type, `data:`
 //!                                     {"id","type","at","data"}; keep-alive comments
 //!                                     every 15 s; Last-Event-ID or ?since=ID resumes
-//!                                     from the replay ring; ?types=a,b filters
+//!                                     from the replay ring; ?types=a,b filters;
+//!                                     an agent sees only events about its own calls
 //! GET  /api/events/ws                 WebSocket: one JSON text message per event (same
 //!                                     query parameters)
 //! GET  /api/webhooks/dead-letters     {"dead_letters":[...]} (?webhook=, ?limit=);
@@ -88,6 +89,31 @@ fn subscription(
         .subscribe_since(last.or(since).as_deref(), types))
 }
 
+/// Whether an agent-role caller (`own` agent id) may see `item`: only events about its
+/// own calls (`data.agent` or one of `data.agents`) and lag notices. Other roles see all.
+fn visible_to(own: Option<&str>, item: &Item) -> bool {
+    let (Some(own), Item::Event(event)) = (own, item) else {
+        return true;
+    };
+    let data = &event.data;
+    !own.is_empty()
+        && (data.get("agent").and_then(Value::as_str) == Some(own)
+            || data
+                .get("agents")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(own))))
+}
+
+/// The next item the caller may see.
+async fn next_visible(subscription: &mut Subscription, own: Option<&str>) -> Option<Item> {
+    loop {
+        let item = subscription.next().await?;
+        if visible_to(own, &item) {
+            return Some(item);
+        }
+    }
+}
+
 fn sse_event(item: Item) -> SseEvent {
     match &item {
         Item::Event(event) => SseEvent::default()
@@ -102,14 +128,17 @@ fn sse_event(item: Item) -> SseEvent {
 
 pub async fn sse(
     State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let subscription = subscription(&state, &headers, query)?;
-    let stream = futures_util::stream::unfold(subscription, |mut subscription| async move {
-        let item = subscription.next().await?;
-        Some((Ok::<_, Infallible>(sse_event(item)), subscription))
-    });
+    let own = caller.agent_scope().map(str::to_owned);
+    let stream =
+        futures_util::stream::unfold((subscription, own), |(mut subscription, own)| async move {
+            let item = next_visible(&mut subscription, own.as_deref()).await?;
+            Some((Ok::<_, Infallible>(sse_event(item)), (subscription, own)))
+        });
     let keep_alive = KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive");
     let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
     // Proxies (nginx) must pass events on at once.
@@ -122,19 +151,25 @@ pub async fn sse(
 
 pub async fn websocket(
     State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     // Subscribed before the upgrade, so nothing published meanwhile is missed.
     let subscription = subscription(&state, &headers, query)?;
-    Ok(upgrade.on_upgrade(move |socket| websocket_session(socket, subscription)))
+    let own = caller.agent_scope().map(str::to_owned);
+    Ok(upgrade.on_upgrade(move |socket| websocket_session(socket, subscription, own)))
 }
 
-async fn websocket_session(mut socket: WebSocket, mut subscription: Subscription) {
+async fn websocket_session(
+    mut socket: WebSocket,
+    mut subscription: Subscription,
+    own: Option<String>,
+) {
     loop {
         tokio::select! {
-            item = subscription.next() => match item {
+            item = next_visible(&mut subscription, own.as_deref()) => match item {
                 Some(item) => {
                     let text = item.to_json().to_string();
                     if socket.send(Message::Text(text.into())).await.is_err() {
@@ -229,5 +264,39 @@ pub async fn retry_dead_letter(
         Err(e @ RetryRefused::QueueFull(_)) => Err(ApiError::Unavailable {
             message: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn item(data: Value) -> Item {
+        Item::Event(Arc::new(events::Event {
+            id: 1,
+            node: "n1".into(),
+            at: 0,
+            kind: "call.ringing",
+            data,
+        }))
+    }
+
+    #[test]
+    fn agents_see_only_events_about_their_own_calls() {
+        let mine = item(json!({"agent": "1001"}));
+        let ring_all = item(json!({"agent": "1002", "agents": ["1002", "1001"]}));
+        let theirs = item(json!({"agent": "1002"}));
+        let ticket = item(json!({"ticket_id": "T-1"}));
+        assert!(visible_to(Some("1001"), &mine));
+        assert!(visible_to(Some("1001"), &ring_all));
+        assert!(!visible_to(Some("1001"), &theirs));
+        assert!(!visible_to(Some("1001"), &ticket));
+        assert!(
+            !visible_to(Some(""), &mine),
+            "an agent without an id sees nothing"
+        );
+        assert!(visible_to(None, &theirs), "other roles see everything");
+        assert!(visible_to(Some("1001"), &Item::Lagged { skipped: None }));
     }
 }
