@@ -111,6 +111,7 @@ pub async fn dashboard(
     let mut by_queue = Aggregator::new(settings, Group::Queue, range);
     let mut by_agent = Aggregator::new(settings, Group::Agent, range);
     let mut by_hour = Aggregator::new(settings, Group::Hour, range);
+    let mut by_day = Aggregator::new(settings, Group::Day, range);
     let mut rings = RingCounts::new(settings, None, None);
     let read = state
         .store
@@ -118,6 +119,7 @@ pub async fn dashboard(
             by_queue.add(&call);
             by_agent.add(&call);
             by_hour.add(&call);
+            by_day.add(&call);
             rings.add(&call);
         })
         .await;
@@ -132,6 +134,7 @@ pub async fn dashboard(
     let (queues, totals) = by_queue.finish();
     let (agents, _) = by_agent.finish();
     let (hours, _) = by_hour.finish();
+    let (days, _) = by_day.finish();
     let points: Vec<CompliancePoint> = hours.iter().map(CompliancePoint::from_stats).collect();
     let range_text = format!("{from_text} – {to_text}");
     let csv = |group: &str| {
@@ -172,6 +175,14 @@ pub async fn dashboard(
         esc(&csv("hour")),
         stats_table("hours", "小时 Hour", &hours, None)
     );
+    if days.len() > 1 {
+        let _ = write!(
+            body,
+            r#"<section><h2>按日 By day <a class="muted" href="{}">CSV</a></h2>{}</section>"#,
+            esc(&csv("day")),
+            stats_table("days", "日期 Day", &days, None)
+        );
+    }
     page("看板 Dashboard", &session, &body).into_response()
 }
 
