@@ -9,6 +9,7 @@
 //! | `threering_three_ring_violations_total` | counter | `queue`, `agent` |
 //! | `threering_active_calls` | gauge | — |
 //! | `threering_sip_parse_errors_total` | counter | — |
+//! | `threering_agents` | gauge | `state` |
 //!
 //! The recorder is built here and rendered by the HTTP server at `/metrics`; no exporter
 //! of its own listens anywhere.
@@ -25,6 +26,7 @@ const ACTIVE_CALLS: &str = "threering_active_calls";
 const SIP_PARSE_ERRORS: &str = "threering_sip_parse_errors_total";
 const RECORDING_FAILURES: &str = "threering_recording_failures_total";
 const TICKETS_OVERDUE: &str = "threering_tickets_overdue";
+const AGENTS: &str = "threering_agents";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -89,6 +91,10 @@ fn describe() {
         RECORDING_FAILURES,
         "Answered calls whose recording could not be started (the call went on unrecorded)"
     );
+    describe_gauge!(
+        AGENTS,
+        "Agents by state (available, ringing, on_call, wrap_up, paused, backoff)"
+    );
     describe_counter!(
         SIP_PARSE_ERRORS,
         "SIP messages that could not be parsed (answered 400 or dropped)"
@@ -119,6 +125,13 @@ pub fn active_calls(n: usize) {
 /// Tickets overdue now, for one kind.
 pub fn tickets_overdue(kind: &str, n: i64) {
     gauge!(TICKETS_OVERDUE, "kind" => kind.to_owned()).set(n as f64);
+}
+
+/// Agents per state now: every state named, zeros included.
+pub fn agents_by_state(counts: &[(&'static str, usize)]) {
+    for (state, n) in counts {
+        gauge!(AGENTS, "state" => *state).set(*n as f64);
+    }
 }
 
 /// One SIP message could not be parsed.

@@ -1,8 +1,16 @@
-//! The agents' board: who is available, ringing, talking, in wrap-up or paused, and
-//! the facts the routing strategies weigh (idle since, calls taken, misses in a row).
-//! Pure state; time is passed in so tests can drive it.
+//! The agents' board: who is available, ringing, talking, in wrap-up or paused (and
+//! why), which queues each agent is logged in to, and the facts the routing strategies
+//! weigh (idle since, calls taken, misses in a row). Pure state; time is passed in so
+//! tests can drive it.
+//!
+//! Agent controls (the API's `/api/agents/...`): log in to / out of a queue
+//! ([`AgentBoard::set_logged_in`]), pause with a reason and unpause
+//! ([`AgentBoard::set_paused`]), end a wrap-up early ([`AgentBoard::end_wrap_up`]). A
+//! pause asked for while the agent rings or talks takes effect when that ends.
 
 use std::collections::HashMap;
+
+use serde::Serialize;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +21,8 @@ pub enum AgentState {
     OnCall,
     /// After a call, until the instant given.
     WrapUp(Instant),
-    /// Taken out of routing (auto-pause after missed calls, or by a supervisor later).
+    /// Taken out of routing (auto-pause after missed calls, or through the API); the
+    /// reason is [`Agent::pause_reason`].
     Paused,
     /// Answered busy, rejected or was unreachable: not rung again until the instant given.
     Backoff(Instant),
@@ -34,12 +43,111 @@ pub struct Agent {
     pub fixed_contact: bool,
     /// Currently registered.
     pub registered: bool,
+    /// Why the agent is paused, or will be once its current ring or call ends (a pause
+    /// asked for meanwhile); None when not paused.
+    pub pause_reason: Option<String>,
+    /// The queues the agent is configured in (config order), and whether it is logged in
+    /// to each: an agent logged out of a queue is not rung for that queue's calls.
+    pub queues: Vec<QueueMembership>,
+}
+
+/// One queue an agent is configured in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueMembership {
+    pub queue: String,
+    pub logged_in: bool,
 }
 
 impl Agent {
     pub fn reachable(&self) -> bool {
         self.fixed_contact || self.registered
     }
+
+    /// The state as the API and the metrics name it: available, ringing, on_call,
+    /// wrap_up, paused, backoff (a wrap-up or back-off that has run out is available).
+    pub fn state_name(&self, now: Instant) -> &'static str {
+        match self.state {
+            AgentState::Available => "available",
+            AgentState::Ringing => "ringing",
+            AgentState::OnCall => "on_call",
+            AgentState::WrapUp(until) if until > now => "wrap_up",
+            AgentState::Paused => "paused",
+            AgentState::Backoff(until) if until > now => "backoff",
+            AgentState::WrapUp(_) | AgentState::Backoff(_) => "available",
+        }
+    }
+}
+
+/// Every name [`Agent::state_name`] gives (the `threering_agents{state}` gauge has one
+/// series per name, zeros included).
+pub const STATE_NAMES: [&str; 6] = [
+    "available",
+    "ringing",
+    "on_call",
+    "wrap_up",
+    "paused",
+    "backoff",
+];
+
+/// What an agent control asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentAction {
+    /// Log in to (true) or out of (false) a queue the agent is configured in.
+    Queue { queue: String, logged_in: bool },
+    /// Pause with a reason (again while paused: the new reason).
+    Pause { reason: String },
+    /// Back into routing (also drops a pause still waiting for a call to end).
+    Unpause,
+    /// End the wrap-up now: available at once.
+    EndWrapUp,
+}
+
+impl AgentAction {
+    /// The action's name in events and the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentAction::Queue {
+                logged_in: true, ..
+            } => "login",
+            AgentAction::Queue {
+                logged_in: false, ..
+            } => "logout",
+            AgentAction::Pause { .. } => "pause",
+            AgentAction::Unpause => "unpause",
+            AgentAction::EndWrapUp => "wrap_up_end",
+        }
+    }
+}
+
+/// Why an agent control was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AgentRefused {
+    #[error("no such agent")]
+    UnknownAgent,
+    #[error("no such queue")]
+    UnknownQueue,
+    #[error("the agent is not configured in that queue")]
+    NotInQueue,
+    #[error("the agent is not in wrap-up")]
+    NotInWrapUp,
+}
+
+/// One agent as the API shows it (`GET /api/agents`, the `agent.updated` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    /// available, ringing, on_call, wrap_up, paused, backoff
+    pub state: &'static str,
+    /// Set while paused, and while a pause waits for the current ring or call to end.
+    pub pause_reason: Option<String>,
+    pub queues: Vec<QueueMembership>,
+    /// Registered, or reachable at a fixed contact.
+    pub registered: bool,
+    pub calls_answered: u64,
+    /// Wall clock (epoch ms) of when the agent last became idle: the end of its last
+    /// wrap-up (may be ahead while in wrap-up), its registration, or the daemon's start.
+    pub idle_since_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +169,8 @@ impl AgentBoard {
                         missed_in_a_row: 0,
                         fixed_contact,
                         registered: false,
+                        pause_reason: None,
+                        queues: Vec::new(),
                     };
                     (id, agent)
                 })
@@ -70,6 +180,48 @@ impl AgentBoard {
 
     pub fn get(&self, id: &str) -> Option<&Agent> {
         self.agents.get(id)
+    }
+
+    /// Makes `id` a member of `queue`, logged in (the start of the day: every agent is
+    /// logged in to every queue it is configured in). Unknown agents are ignored.
+    pub fn join_queue(&mut self, id: &str, queue: &str) {
+        if let Some(a) = self.agents.get_mut(id) {
+            if !a.queues.iter().any(|m| m.queue == queue) {
+                a.queues.push(QueueMembership {
+                    queue: queue.to_owned(),
+                    logged_in: true,
+                });
+            }
+        }
+    }
+
+    /// Whether `id` is a member of `queue` and logged in to it.
+    pub fn is_logged_in(&self, id: &str, queue: &str) -> bool {
+        self.agents
+            .get(id)
+            .is_some_and(|a| a.queues.iter().any(|m| m.queue == queue && m.logged_in))
+    }
+
+    /// Logs `id` in to or out of `queue` (the agent must be configured in it).
+    pub fn set_logged_in(
+        &mut self,
+        id: &str,
+        queue: &str,
+        logged_in: bool,
+    ) -> Result<(), AgentRefused> {
+        let a = self.agents.get_mut(id).ok_or(AgentRefused::UnknownAgent)?;
+        let member = a
+            .queues
+            .iter_mut()
+            .find(|m| m.queue == queue)
+            .ok_or(AgentRefused::NotInQueue)?;
+        member.logged_in = logged_in;
+        Ok(())
+    }
+
+    /// Free to be rung now for a call of `queue`: available and logged in to it.
+    pub fn is_available_for(&self, id: &str, queue: &str, now: Instant) -> bool {
+        self.is_available(id, now) && self.is_logged_in(id, queue)
     }
 
     /// Free to be rung now (wrap-up that has run out counts as available).
@@ -95,22 +247,31 @@ impl AgentBoard {
     }
 
     /// An attempt ended without an answer. `missed`: it rang out (counts toward
-    /// auto-pause after `pause_after` in a row; 0 disables).
-    pub fn attempt_failed(&mut self, id: &str, missed: bool, pause_after: u32) {
+    /// auto-pause after `pause_after` in a row; 0 disables). A pause asked for while it
+    /// rang takes effect now. Returns true when this auto-paused the agent (reason
+    /// "auto: N ring-no-answers").
+    pub fn attempt_failed(&mut self, id: &str, missed: bool, pause_after: u32) -> bool {
         let Some(a) = self.agents.get_mut(id) else {
-            return;
+            return false;
         };
         if a.state != AgentState::Ringing {
-            return;
+            return false;
         }
-        a.state = AgentState::Available;
+        a.state = if a.pause_reason.is_some() {
+            AgentState::Paused
+        } else {
+            AgentState::Available
+        };
         if missed {
             a.missed_in_a_row += 1;
-            if pause_after > 0 && a.missed_in_a_row >= pause_after {
+            if pause_after > 0 && a.missed_in_a_row >= pause_after && a.pause_reason.is_none() {
                 tracing::warn!(agent = %a.id, missed = a.missed_in_a_row, "agent auto-paused after ring-no-answers in a row");
                 a.state = AgentState::Paused;
+                a.pause_reason = Some(format!("auto: {} ring-no-answers", a.missed_in_a_row));
+                return true;
             }
         }
+        false
     }
 
     /// Keeps an agent that refused or could not be reached out of routing for a while.
@@ -130,10 +291,29 @@ impl AgentBoard {
         }
     }
 
+    /// The agent's call ended: wrap-up until `now + wrap_up`, or paused if a pause was
+    /// asked for during the call.
     pub fn call_ended(&mut self, id: &str, now: Instant, wrap_up: std::time::Duration) {
         if let Some(a) = self.agents.get_mut(id) {
-            a.state = AgentState::WrapUp(now + wrap_up);
+            a.state = if a.pause_reason.is_some() {
+                AgentState::Paused
+            } else {
+                AgentState::WrapUp(now + wrap_up)
+            };
             a.idle_since = now + wrap_up;
+        }
+    }
+
+    /// Ends a wrap-up that is still running: the agent is available (and idle) from now.
+    pub fn end_wrap_up(&mut self, id: &str, now: Instant) -> Result<(), AgentRefused> {
+        let a = self.agents.get_mut(id).ok_or(AgentRefused::UnknownAgent)?;
+        match a.state {
+            AgentState::WrapUp(until) if until > now => {
+                a.state = AgentState::Available;
+                a.idle_since = now;
+                Ok(())
+            }
+            _ => Err(AgentRefused::NotInWrapUp),
         }
     }
 
@@ -146,19 +326,240 @@ impl AgentBoard {
         }
     }
 
-    /// Takes an agent out of or back into routing.
-    pub fn set_paused(&mut self, id: &str, paused: bool) {
-        if let Some(a) = self.agents.get_mut(id) {
-            match (paused, a.state) {
-                (true, AgentState::Available | AgentState::WrapUp(_) | AgentState::Backoff(_)) => {
-                    a.state = AgentState::Paused
+    /// Pauses an agent with `Some(reason)` (a new reason while paused replaces the old
+    /// one; while ringing or on a call the pause waits for that to end), or takes it back
+    /// into routing with None (also dropping a pause still waiting).
+    pub fn set_paused(&mut self, id: &str, reason: Option<String>) -> Result<(), AgentRefused> {
+        let a = self.agents.get_mut(id).ok_or(AgentRefused::UnknownAgent)?;
+        match reason {
+            Some(reason) => {
+                if matches!(
+                    a.state,
+                    AgentState::Available | AgentState::WrapUp(_) | AgentState::Backoff(_)
+                ) {
+                    a.state = AgentState::Paused;
                 }
-                (false, AgentState::Paused) => {
+                a.pause_reason = Some(reason);
+            }
+            None => {
+                if a.state == AgentState::Paused {
                     a.state = AgentState::Available;
                     a.missed_in_a_row = 0;
                 }
-                _ => {}
+                a.pause_reason = None;
             }
         }
+        Ok(())
+    }
+
+    /// How many agents are in each state (by [`Agent::state_name`]), in
+    /// [`STATE_NAMES`] order.
+    pub fn count_by_state(&self, now: Instant) -> [(&'static str, usize); 6] {
+        let mut counts = STATE_NAMES.map(|name| (name, 0));
+        for agent in self.agents.values() {
+            let name = agent.state_name(now);
+            if let Some(slot) = counts.iter_mut().find(|(n, _)| *n == name) {
+                slot.1 += 1;
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn board(now: Instant) -> AgentBoard {
+        let mut b = AgentBoard::new(
+            [("1001".to_string(), true), ("1002".to_string(), false)],
+            now,
+        );
+        b.join_queue("1001", "consult");
+        b.join_queue("1001", "sales");
+        b.join_queue("1001", "consult");
+        b.join_queue("1002", "consult");
+        b.join_queue("nobody", "consult");
+        b
+    }
+
+    #[test]
+    fn agents_start_logged_in_to_every_queue_they_are_in() {
+        let now = Instant::now();
+        let b = board(now);
+        let queues = &b.get("1001").unwrap().queues;
+        assert_eq!(
+            queues,
+            &vec![
+                QueueMembership {
+                    queue: "consult".into(),
+                    logged_in: true
+                },
+                QueueMembership {
+                    queue: "sales".into(),
+                    logged_in: true
+                },
+            ]
+        );
+        assert!(b.is_logged_in("1001", "sales"));
+        assert!(!b.is_logged_in("1002", "sales"));
+        assert!(!b.is_logged_in("nobody", "consult"));
+        assert!(b.get("nobody").is_none());
+    }
+
+    #[test]
+    fn logging_out_of_one_queue_keeps_the_others() {
+        let now = Instant::now();
+        let mut b = board(now);
+        b.set_logged_in("1001", "consult", false).unwrap();
+        assert!(!b.is_available_for("1001", "consult", now));
+        assert!(b.is_available_for("1001", "sales", now));
+        assert!(b.is_available("1001", now), "logging out is not a pause");
+        assert_eq!(b.get("1001").unwrap().state_name(now), "available");
+        assert_eq!(
+            b.set_logged_in("1002", "sales", true),
+            Err(AgentRefused::NotInQueue)
+        );
+        assert_eq!(
+            b.set_logged_in("9999", "consult", true),
+            Err(AgentRefused::UnknownAgent)
+        );
+        b.set_logged_in("1001", "consult", true).unwrap();
+        assert!(b.is_available_for("1001", "consult", now));
+        // 1002 has no fixed contact and has not registered: not reachable.
+        assert!(!b.is_available_for("1002", "consult", now));
+        b.set_registered("1002", true, now);
+        assert!(b.is_available_for("1002", "consult", now));
+    }
+
+    #[test]
+    fn pause_with_a_reason_and_unpause() {
+        let now = Instant::now();
+        let mut b = board(now);
+        b.set_paused("1001", Some("lunch".into())).unwrap();
+        let a = b.get("1001").unwrap();
+        assert_eq!(a.state, AgentState::Paused);
+        assert_eq!(a.pause_reason.as_deref(), Some("lunch"));
+        assert_eq!(a.state_name(now), "paused");
+        assert!(!b.is_available_for("1001", "consult", now));
+        b.set_paused("1001", Some("training".into())).unwrap();
+        assert_eq!(
+            b.get("1001").unwrap().pause_reason.as_deref(),
+            Some("training")
+        );
+        b.set_paused("1001", None).unwrap();
+        let a = b.get("1001").unwrap();
+        assert_eq!(
+            (a.state, a.pause_reason.clone()),
+            (AgentState::Available, None)
+        );
+        // Unpausing an agent that is not paused changes nothing.
+        b.set_paused("1001", None).unwrap();
+        assert_eq!(b.get("1001").unwrap().state, AgentState::Available);
+        assert_eq!(
+            b.set_paused("9999", Some("x".into())),
+            Err(AgentRefused::UnknownAgent)
+        );
+    }
+
+    #[test]
+    fn a_pause_during_a_call_waits_for_its_end() {
+        let now = Instant::now();
+        let mut b = board(now);
+        b.ringing("1001");
+        b.answered("1001");
+        b.set_paused("1001", Some("meeting".into())).unwrap();
+        assert_eq!(b.get("1001").unwrap().state, AgentState::OnCall);
+        b.call_ended("1001", now, Duration::from_secs(30));
+        assert_eq!(b.get("1001").unwrap().state, AgentState::Paused);
+        // While ringing: paused once the attempt ends unanswered.
+        b.set_paused("1001", None).unwrap();
+        b.ringing("1001");
+        b.set_paused("1001", Some("break".into())).unwrap();
+        assert!(!b.attempt_failed("1001", true, 0));
+        assert_eq!(b.get("1001").unwrap().state, AgentState::Paused);
+        assert_eq!(
+            b.get("1001").unwrap().pause_reason.as_deref(),
+            Some("break")
+        );
+        // Unpausing before the call ends drops the pending pause.
+        b.set_paused("1001", None).unwrap();
+        b.ringing("1001");
+        b.answered("1001");
+        b.set_paused("1001", Some("later".into())).unwrap();
+        b.set_paused("1001", None).unwrap();
+        b.call_ended("1001", now, Duration::ZERO);
+        assert!(b.is_available("1001", now));
+    }
+
+    #[test]
+    fn auto_pause_carries_its_reason() {
+        let now = Instant::now();
+        let mut b = board(now);
+        for _ in 0..2 {
+            b.ringing("1001");
+            assert!(!b.attempt_failed("1001", true, 3));
+        }
+        b.ringing("1001");
+        assert!(b.attempt_failed("1001", true, 3));
+        let a = b.get("1001").unwrap();
+        assert_eq!(a.state, AgentState::Paused);
+        assert_eq!(a.pause_reason.as_deref(), Some("auto: 3 ring-no-answers"));
+        // Not ringing: nothing changes, no second auto-pause.
+        assert!(!b.attempt_failed("1001", true, 3));
+        b.set_paused("1001", None).unwrap();
+        assert_eq!(b.get("1001").unwrap().missed_in_a_row, 0);
+    }
+
+    #[test]
+    fn ending_a_wrap_up_makes_the_agent_available_now() {
+        let now = Instant::now();
+        let mut b = board(now);
+        assert_eq!(b.end_wrap_up("1001", now), Err(AgentRefused::NotInWrapUp));
+        assert_eq!(b.end_wrap_up("9999", now), Err(AgentRefused::UnknownAgent));
+        b.ringing("1001");
+        b.answered("1001");
+        b.call_ended("1001", now, Duration::from_secs(60));
+        assert!(!b.is_available("1001", now));
+        assert_eq!(b.get("1001").unwrap().state_name(now), "wrap_up");
+        let later = now + Duration::from_secs(5);
+        b.end_wrap_up("1001", later).unwrap();
+        let a = b.get("1001").unwrap();
+        assert_eq!(a.state, AgentState::Available);
+        assert_eq!(a.idle_since, later);
+        assert!(b.is_available("1001", later));
+        // A wrap-up that has run out already counts as available: nothing to end.
+        b.ringing("1001");
+        b.answered("1001");
+        b.call_ended("1001", now, Duration::from_secs(1));
+        assert_eq!(
+            b.end_wrap_up("1001", now + Duration::from_secs(2)),
+            Err(AgentRefused::NotInWrapUp)
+        );
+        // Paused in wrap-up: not a wrap-up any more.
+        b.ringing("1001");
+        b.answered("1001");
+        b.call_ended("1001", now, Duration::from_secs(60));
+        b.set_paused("1001", Some("x".into())).unwrap();
+        assert_eq!(b.end_wrap_up("1001", now), Err(AgentRefused::NotInWrapUp));
+    }
+
+    #[test]
+    fn counts_by_state_cover_every_name() {
+        let now = Instant::now();
+        let mut b = board(now);
+        b.set_paused("1002", Some("x".into())).unwrap();
+        let counts = b.count_by_state(now);
+        assert_eq!(counts.map(|(n, _)| n), STATE_NAMES);
+        assert_eq!(counts[0], ("available", 1));
+        assert_eq!(counts[4], ("paused", 1));
+        assert_eq!(counts.iter().map(|(_, n)| n).sum::<usize>(), 2);
+        b.back_off("1001", now + Duration::from_secs(5));
+        assert_eq!(b.count_by_state(now)[5], ("backoff", 1));
+        assert_eq!(
+            b.count_by_state(now + Duration::from_secs(5))[0],
+            ("available", 1)
+        );
     }
 }

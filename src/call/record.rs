@@ -124,7 +124,7 @@ pub struct AgentAttempt {
 }
 
 /// A stretch of a recording that was paused (silence), in ms from the recording's start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PausedSpan {
     pub start_ms: i64,
     /// None while still paused.

@@ -10,9 +10,11 @@ use tokio::time::Instant;
 /// every available agent has been tried, tried ones are rung again (the caller keeps
 /// waiting until max_wait_ms, so nobody is skipped for good).
 ///
-/// `cursor` is the queue's round-robin position, advanced on a pick.
+/// Only agents logged in to `queue` are picked. `cursor` is the queue's round-robin
+/// position, advanced on a pick.
 pub fn pick_agents(
     strategy: Strategy,
+    queue: &str,
     queue_agents: &[String],
     board: &AgentBoard,
     tried: &HashSet<String>,
@@ -21,7 +23,7 @@ pub fn pick_agents(
 ) -> Vec<String> {
     let available: Vec<&String> = queue_agents
         .iter()
-        .filter(|a| board.is_available(a, now))
+        .filter(|a| board.is_available_for(a, queue, now))
         .collect();
     if available.is_empty() {
         return Vec::new();
@@ -70,7 +72,11 @@ mod tests {
     use std::time::Duration;
 
     fn board(now: Instant) -> AgentBoard {
-        AgentBoard::new(["a", "b", "c"].iter().map(|s| (s.to_string(), true)), now)
+        let mut b = AgentBoard::new(["a", "b", "c"].iter().map(|s| (s.to_string(), true)), now);
+        for id in ["a", "b", "c"] {
+            b.join_queue(id, "q");
+        }
+        b
     }
 
     fn ids(v: &[&str]) -> Vec<String> {
@@ -90,6 +96,7 @@ mod tests {
         let tried = HashSet::new();
         let picked = pick_agents(
             Strategy::LongestIdle,
+            "q",
             &agents,
             &b,
             &tried,
@@ -103,6 +110,7 @@ mod tests {
         );
         let picked = pick_agents(
             Strategy::FewestCalls,
+            "q",
             &agents,
             &b,
             &tried,
@@ -120,20 +128,52 @@ mod tests {
         let mut cursor = 0;
         let mut tried = HashSet::new();
         assert_eq!(
-            pick_agents(Strategy::RingAll, &agents, &b, &tried, &mut cursor, now),
+            pick_agents(
+                Strategy::RingAll,
+                "q",
+                &agents,
+                &b,
+                &tried,
+                &mut cursor,
+                now
+            ),
             agents
         );
         assert_eq!(
-            pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now),
+            pick_agents(
+                Strategy::RoundRobin,
+                "q",
+                &agents,
+                &b,
+                &tried,
+                &mut cursor,
+                now
+            ),
             ids(&["a"])
         );
         assert_eq!(
-            pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now),
+            pick_agents(
+                Strategy::RoundRobin,
+                "q",
+                &agents,
+                &b,
+                &tried,
+                &mut cursor,
+                now
+            ),
             ids(&["b"])
         );
         tried.insert("c".to_string());
         assert_eq!(
-            pick_agents(Strategy::RoundRobin, &agents, &b, &tried, &mut cursor, now),
+            pick_agents(
+                Strategy::RoundRobin,
+                "q",
+                &agents,
+                &b,
+                &tried,
+                &mut cursor,
+                now
+            ),
             ids(&["a"])
         );
         // Wrap-up keeps an agent out until it ends.
@@ -143,6 +183,7 @@ mod tests {
         assert_eq!(
             pick_agents(
                 Strategy::RingAll,
+                "q",
                 &agents,
                 &b,
                 &HashSet::new(),
@@ -154,6 +195,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         let picked = pick_agents(
             Strategy::RingAll,
+            "q",
             &agents,
             &b,
             &HashSet::new(),
@@ -184,7 +226,56 @@ mod tests {
             b.attempt_failed("a", true, 3);
         }
         assert!(!b.is_available("a", now));
-        b.set_paused("a", false);
+        assert_eq!(
+            b.get("a").unwrap().pause_reason.as_deref(),
+            Some("auto: 3 ring-no-answers")
+        );
+        b.set_paused("a", None).unwrap();
         assert!(b.is_available("a", now));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logged_out_and_paused_agents_are_not_picked() {
+        let now = Instant::now();
+        let mut b = board(now);
+        let agents = ids(&["a", "b", "c"]);
+        let mut cursor = 0;
+        let none = HashSet::new();
+        b.set_logged_in("a", "q", false).unwrap();
+        b.set_paused("b", Some("lunch".into())).unwrap();
+        let pick = |b: &AgentBoard, cursor: &mut usize| {
+            pick_agents(Strategy::RingAll, "q", &agents, b, &none, cursor, now)
+        };
+        assert_eq!(pick(&b, &mut cursor), ids(&["c"]));
+        // Logged out of "q" only: "a" is still rung for another queue it is in.
+        b.join_queue("a", "other");
+        assert_eq!(
+            pick_agents(
+                Strategy::RingAll,
+                "other",
+                &agents,
+                &b,
+                &none,
+                &mut cursor,
+                now
+            ),
+            ids(&["a"])
+        );
+        b.set_logged_in("a", "q", true).unwrap();
+        b.set_paused("b", None).unwrap();
+        assert_eq!(pick(&b, &mut cursor), agents);
+        for strategy in [
+            Strategy::RoundRobin,
+            Strategy::LongestIdle,
+            Strategy::FewestCalls,
+        ] {
+            b.set_logged_in("a", "q", false).unwrap();
+            b.set_logged_in("b", "q", false).unwrap();
+            assert_eq!(
+                pick_agents(strategy, "q", &agents, &b, &none, &mut cursor, now),
+                ids(&["c"]),
+                "{strategy:?}"
+            );
+        }
     }
 }

@@ -40,17 +40,20 @@ pub const CALL_ANSWERED: &str = "call.answered";
 pub const CALL_ENDED: &str = "call.ended";
 pub const SURVEY_COMPLETED: &str = "survey.completed";
 pub const TICKET_UPDATED: &str = "ticket.updated";
+/// An agent's state, pause reason or queue log-ins changed (agent controls, auto-pause).
+pub const AGENT_UPDATED: &str = "agent.updated";
 /// Not on the bus: told to one subscriber that missed events.
 pub const STREAM_LAGGED: &str = "stream.lagged";
 
 /// Every event type the bus carries (filters and webhook configs name these).
-pub const EVENT_TYPES: [&str; 6] = [
+pub const EVENT_TYPES: [&str; 7] = [
     CALL_OFFERED,
     CALL_RINGING,
     CALL_ANSWERED,
     CALL_ENDED,
     SURVEY_COMPLETED,
     TICKET_UPDATED,
+    AGENT_UPDATED,
 ];
 
 /// Checks a list of event types (a filter, a webhook's `events`): the unknown ones.

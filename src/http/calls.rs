@@ -17,13 +17,13 @@ use crate::store::CallFilter;
 /// Most calls one request may ask for; the store caps at the same number.
 const MAX_LIMIT: u32 = 1000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CallList {
     pub calls: Vec<CallView>,
 }
 
 /// One call as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CallView {
     pub id: String,
     pub sip_call_id: String,
@@ -59,7 +59,7 @@ pub struct CallView {
     pub tickets: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AttemptView {
     pub agent: String,
     pub ring_ms: Option<i64>,

@@ -39,7 +39,7 @@ pub const LOGIN_CSRF_COOKIE: &str = "threering_login_csrf";
 /// How long a login form stays usable, in seconds.
 const LOGIN_FORM_MAX_AGE: u32 = 3600;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct LoginForm {
     name: String,
@@ -48,7 +48,7 @@ pub struct LoginForm {
     next: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct LogoutForm {
     csrf: String,
@@ -143,9 +143,9 @@ pub async fn submit(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub(super) struct LoginBody {
     name: String,
     password: String,
 }

@@ -16,17 +16,21 @@
 //! /api/webhooks/dead-letters...   failed webhook deliveries, retry (see [`events`])
 //! GET|POST /login, POST /logout, POST /api/login, GET /   signing in (see [`login`])
 //! GET /api/me, /api/audit, /api/users...   who am I, the audit log, users and tokens
+//! GET /api/openapi.json   the OpenAPI document of all of this (no auth; see [`openapi`])
+//! GET /api/agents, POST /api/agents/{id}/...   agents' states and controls (see [`agents`])
 //! ```
-//! Everything under `/api` but `/api/login` needs a bearer token (config or per-user)
-//! or a session cookie (see [`auth`]). Errors are JSON `{"error": "..."}`, mapped from
-//! [`ApiError`] in one place.
+//! Everything under `/api` but `/api/login` and `/api/openapi.json` needs a bearer token
+//! (config or per-user) or a session cookie (see [`auth`]). Errors are JSON `{"error":
+//! "..."}`, mapped from [`ApiError`] in one place.
 
+mod agents;
 mod auth;
 mod calls;
 mod error;
 mod events;
 mod health;
 mod login;
+mod openapi;
 mod qa;
 mod recording;
 mod reports;
@@ -156,6 +160,12 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/dead-letters/{id}/retry",
             post(events::retry_dead_letter),
         )
+        .route("/agents", get(agents::list))
+        .route("/agents/{id}/queues/{queue}/login", post(agents::login))
+        .route("/agents/{id}/queues/{queue}/logout", post(agents::logout))
+        .route("/agents/{id}/pause", post(agents::pause))
+        .route("/agents/{id}/unpause", post(agents::unpause))
+        .route("/agents/{id}/wrap-up/end", post(agents::end_wrap_up))
         .route("/me", get(users::me))
         .route("/audit", get(users::audit_log))
         .route("/users", get(users::list_users).post(users::create_user))
@@ -183,6 +193,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/api/login", post(login::api_login))
+        // The OpenAPI document: no data in it, so tools fetch it without credentials.
+        .route("/api/openapi.json", get(openapi::serve))
         .nest("/api", api)
         .nest("/ui", ui::routes(state.clone()))
         .with_state(state)

@@ -185,9 +185,9 @@ pub async fn history(
     Ok(Json(json!({ "id": id, "history": ticket.history.unwrap_or_default() })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Note {
+pub(super) struct Note {
     text: String,
 }
 
@@ -235,9 +235,9 @@ pub async fn calls(
     Ok(Json(json!({ "id": id, "calls": ticket.calls })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LinkBody {
+pub(super) struct LinkBody {
     call_id: String,
     role: Option<String>,
 }
@@ -270,9 +270,9 @@ pub async fn link(
     Ok((StatusCode::CREATED, Json(ticket)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SurveyBody {
+pub(super) struct SurveyBody {
     score: Option<i64>,
     cause: Option<String>,
     /// Instead of a score: why the customer was not surveyed.
@@ -343,9 +343,9 @@ pub async fn survey(
     Ok(Json(ticket).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CallbackBody {
+pub(super) struct CallbackBody {
     agent: String,
     number: String,
     trunk: Option<String>,

@@ -146,9 +146,9 @@ pub async fn list_users(
     Ok(Json(json!({ "users": users })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUserBody {
+pub(super) struct NewUserBody {
     name: String,
     role: String,
     password: String,
@@ -189,9 +189,9 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UserChangeBody {
+pub(super) struct UserChangeBody {
     role: Option<String>,
     agent_id: Option<String>,
     disabled: Option<bool>,
@@ -250,9 +250,9 @@ pub async fn list_tokens(
     Ok(Json(json!({ "user": name, "tokens": tokens })).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTokenBody {
+pub(super) struct NewTokenBody {
     #[serde(default)]
     label: String,
 }

@@ -11,7 +11,7 @@ use super::QaConfig;
 use crate::call::record::{CallRecord, HangupSide};
 
 /// One flag on a call.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Flag {
     /// Stable code: late_answer, over_limit, agent_hung_up_first, long_talk,
     /// long_silence, talk_over, interrupted_recording.

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `[[qa.forms]]`: a scoring form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FormConfig {
     /// Key used in the API (`"standard"`).
@@ -15,7 +15,7 @@ pub struct FormConfig {
     pub items: Vec<ItemConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemConfig {
     pub key: String,
@@ -89,7 +89,7 @@ pub fn validate_forms(forms: &[FormConfig]) -> Vec<(String, String)> {
 }
 
 /// One item as scored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScoredItem {
     pub key: String,
     pub label: String,
@@ -98,7 +98,7 @@ pub struct ScoredItem {
 }
 
 /// A saved score version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Score {
     pub id: String,
     pub call_id: String,
@@ -114,7 +114,7 @@ pub struct Score {
 }
 
 /// `POST /api/calls/{id}/scores`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreInput {
     /// Form name; the first configured form when absent.
@@ -162,7 +162,7 @@ pub fn score(form: &FormConfig, input: &ScoreInput) -> Result<(Vec<ScoredItem>, 
 }
 
 /// A tag or comment at a moment of the recording.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Annotation {
     pub id: String,
     pub call_id: String,
@@ -173,7 +173,7 @@ pub struct Annotation {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnnotationInput {
     pub at_ms: i64,

@@ -223,11 +223,12 @@ impl Range {
         now_ms: i64,
     ) -> Result<Range, (&'static str, String)> {
         let to = to.unwrap_or(now_ms);
-        let from = from.unwrap_or(to - DEFAULT_RANGE_MS);
+        // Saturating and checked: any i64 may come from a query string.
+        let from = from.unwrap_or_else(|| to.saturating_sub(DEFAULT_RANGE_MS));
         if from >= to {
             return Err(("to", "must be after from".to_owned()));
         }
-        if to - from > MAX_RANGE_MS {
+        if to.checked_sub(from).is_none_or(|span| span > MAX_RANGE_MS) {
             return Err((
                 "from",
                 "a report covers at most 400 days; narrow from/to".to_owned(),

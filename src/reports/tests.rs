@@ -536,6 +536,27 @@ fn ranges_default_to_the_last_day_and_are_checked() {
             .0,
         "from"
     );
+    // Extreme epoch ms from a query string are refused, not an overflow (schemathesis
+    // found `to=-9223372036854775807` closing the connection).
+    assert_eq!(
+        Range::resolve(None, Some(i64::MIN + 1), now),
+        Ok(Range {
+            from: i64::MIN,
+            to: i64::MIN + 1
+        })
+    );
+    assert_eq!(
+        Range::resolve(Some(946_684_800_000), Some(i64::MIN + 1), now)
+            .unwrap_err()
+            .0,
+        "to"
+    );
+    assert_eq!(
+        Range::resolve(Some(i64::MIN), Some(i64::MAX), now)
+            .unwrap_err()
+            .0,
+        "from"
+    );
 }
 
 #[test]

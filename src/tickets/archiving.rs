@@ -38,7 +38,7 @@ pub enum ArchiveRefused {
 }
 
 /// What was archived.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Archived {
     pub ticket: String,
     /// Relative to the archive root.

@@ -15,7 +15,7 @@ pub use ticket::{HistoryEntry, Ticket, TicketLink};
 use serde::{Deserialize, Serialize};
 
 /// What a ticket is about (SERVICE-RULES.md "Tickets").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TicketKind {
     /// 咨询: a question that could not be answered at once.
@@ -55,7 +55,7 @@ impl TicketKind {
 }
 
 /// How hard a complaint is: 2 h for a simple one, 24 h for a complex one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Complexity {
     Simple,
@@ -89,7 +89,7 @@ impl Complexity {
 /// ```
 /// A low survey score reopens a ticket from any status (an open or dispatched one keeps
 /// its due time); by hand only replied and closed tickets are reopened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TicketStatus {
     Open,
@@ -145,7 +145,7 @@ impl TicketStatus {
 }
 
 /// Why a call is linked to a ticket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LinkRole {
     /// The customer's call that raised the ticket.
@@ -177,7 +177,7 @@ impl LinkRole {
 
 /// Who caused a customer's dissatisfaction (the seeds separate the company's fault,
 /// which reopens the order, from the customer's own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SurveyCause {
     Customer,

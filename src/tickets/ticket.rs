@@ -12,7 +12,7 @@ use super::{Complexity, LinkRole, SurveyCause, TicketKind, TicketStatus};
 use crate::config::Config;
 
 /// A ticket with its links (and, when read alone, its history).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Ticket {
     pub id: String,
     pub kind: TicketKind,
@@ -57,7 +57,7 @@ pub struct Ticket {
     pub version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TicketLink {
     pub call_id: String,
     pub role: LinkRole,
@@ -65,7 +65,7 @@ pub struct TicketLink {
     pub linked_by: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct HistoryEntry {
     pub at: i64,
     pub author: String,
@@ -85,7 +85,7 @@ impl HistoryEntry {
 }
 
 /// A time in the API: epoch milliseconds or RFC 3339.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum TimeInput {
     Millis(i64),
@@ -107,7 +107,7 @@ impl TimeInput {
 
 /// `POST /api/tickets`: only `kind` is required; what is missing is listed when the
 /// ticket is archived.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
     pub kind: Option<String>,
@@ -129,7 +129,7 @@ pub struct NewTicket {
 
 /// `PATCH /api/tickets/{id}`: every key optional. For the form fields, the promise and
 /// the no-survey reason, `null` (or `""`) clears: absent and `null` are told apart.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketUpdate {
     pub status: Option<String>,

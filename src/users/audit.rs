@@ -62,7 +62,7 @@ impl NewAudit {
 }
 
 /// One stored entry, as `GET /api/audit` serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     /// Epoch ms.

@@ -46,7 +46,7 @@ const SLIDE_EVERY_MS: i64 = 60_000;
 const TOUCH_TOKEN_EVERY_MS: i64 = 60_000;
 
 /// A user as everyone but the password store sees them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct User {
     pub name: String,
     #[serde(serialize_with = "role_name")]
@@ -70,7 +70,7 @@ fn role_name<S: Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// A per-user API token, without the token (which is never stored).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ApiToken {
     pub id: i64,
     pub user: String,

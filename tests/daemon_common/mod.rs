@@ -51,7 +51,7 @@ pub use config::{config_toml, token_sha256, AgentSpec, DaemonSpec, Placement, Qu
 #[allow(unused_imports)]
 pub use daemon::{check_config, Daemon};
 #[allow(unused_imports)]
-pub use http::{http_get, http_request, HttpResponse};
+pub use http::{http_get, http_json, http_request, HttpResponse};
 #[allow(unused_imports)]
 pub use ports::PortBlock;
 #[allow(unused_imports)]

@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use super::*;
-use crate::call::agents::AgentState;
 
 /// One call in progress.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +36,8 @@ pub struct LiveAgent {
     pub name: String,
     /// available, ringing, on_call, wrap_up, paused, backoff
     pub state: &'static str,
+    /// Why the agent is paused (or will be, after the current call).
+    pub pause_reason: Option<String>,
     pub registered: bool,
     pub calls_answered: u64,
 }
@@ -100,20 +101,12 @@ impl Controller {
             .iter()
             .filter_map(|a| {
                 let agent = self.board.get(&a.id)?;
-                let state = match agent.state {
-                    AgentState::Available => "available",
-                    AgentState::Ringing => "ringing",
-                    AgentState::OnCall => "on_call",
-                    AgentState::WrapUp(until) if until > mono => "wrap_up",
-                    AgentState::WrapUp(_) => "available",
-                    AgentState::Paused => "paused",
-                    AgentState::Backoff(until) if until > mono => "backoff",
-                    AgentState::Backoff(_) => "available",
-                };
+                let state = agent.state_name(mono);
                 Some(LiveAgent {
                     id: a.id.clone(),
                     name: a.name.clone(),
                     state,
+                    pause_reason: agent.pause_reason.clone(),
                     registered: agent.registered || agent.fixed_contact,
                     calls_answered: agent.calls_answered,
                 })

@@ -37,10 +37,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod agent_control;
 mod callback;
-mod live;
 mod cti;
 mod dialogs;
+mod live;
 mod ringing;
 
 pub use callback::CallbackRefused;
@@ -119,6 +120,20 @@ pub enum Control {
         number: String,
         trunk: Option<String>,
         reply: tokio::sync::oneshot::Sender<Result<String, CallbackRefused>>,
+    },
+    /// Every configured agent as the API shows it, in config order.
+    Agents {
+        reply: tokio::sync::oneshot::Sender<Vec<crate::call::agents::AgentView>>,
+    },
+    /// An agent control (queue log-in/out, pause, unpause, end wrap-up) asked for by `by`;
+    /// answers with the agent after the change.
+    Agent {
+        agent: String,
+        action: crate::call::agents::AgentAction,
+        by: String,
+        reply: tokio::sync::oneshot::Sender<
+            Result<crate::call::agents::AgentView, crate::call::agents::AgentRefused>,
+        >,
     },
 }
 
@@ -212,13 +227,19 @@ impl Controller {
             }
         }
         let now = Instant::now();
-        let board = AgentBoard::new(
+        let mut board = AgentBoard::new(
             config
                 .agents
                 .iter()
                 .map(|a| (a.id.clone(), a.contact.is_some())),
             now,
         );
+        // Every agent starts logged in to every queue it is configured in.
+        for queue in &config.queues {
+            for agent in &queue.agents {
+                board.join_queue(agent, &queue.name);
+            }
+        }
         let (timers_tx, timers_rx) = mpsc::channel(4096);
         Controller {
             registrar: Registrar::new(
@@ -285,10 +306,17 @@ impl Controller {
                     Control::Callback { ticket_id, agent, number, trunk, reply } => {
                         let _ = reply.send(self.start_callback(ticket_id, agent, number, trunk).await);
                     }
+                    Control::Agents { reply } => {
+                        let _ = reply.send(self.agents_view());
+                    }
+                    Control::Agent { agent, action, by, reply } => {
+                        let _ = reply.send(self.agent_command(&agent, action, &by).await);
+                    }
                 },
                 _ = tick.tick() => {
                     self.route_waiting().await;
                     self.tick_rings();
+                    self.agent_gauges();
                 }
             }
             if let Some(until) = self.drain_until {

@@ -25,6 +25,7 @@ impl Controller {
         let cursor = self.cursors.entry(queue.name.clone()).or_default();
         let picks = pick_agents(
             queue.strategy,
+            &queue.name,
             &queue.agents,
             &self.board,
             &call.tried,
@@ -238,8 +239,12 @@ impl Controller {
                 .config
                 .queue(&call.queue)
                 .map_or(0, |q| q.auto_pause_after);
-            self.board
-                .attempt_failed(&agent, outcome == AttemptOutcome::NoAnswer, pause_after);
+            if self
+                .board
+                .attempt_failed(&agent, outcome == AttemptOutcome::NoAnswer, pause_after)
+            {
+                agent_control::auto_paused(&self.events, &self.board, &self.config, &agent);
+            }
             if matches!(
                 outcome,
                 AttemptOutcome::Busy | AttemptOutcome::Rejected | AttemptOutcome::Failed
@@ -444,7 +449,9 @@ impl Controller {
                     .map_or(0, |q| q.auto_pause_after);
                 tracing::info!(call = %call.record.id, %agent, "ring-no-answer");
                 let _ = self.endpoint.cancel(tx).await;
-                self.board.attempt_failed(&agent, true, pause_after);
+                if self.board.attempt_failed(&agent, true, pause_after) {
+                    agent_control::auto_paused(&self.events, &self.board, &self.config, &agent);
+                }
                 self.route(key).await;
             }
             Timer::MaxWait {

@@ -30,7 +30,7 @@ function render(s) {
   document.getElementById('talking').tBodies[0].innerHTML = talking.map((c) =>
     `<tr class="call"><td>${esc(c.queue)}</td><td>${esc(c.caller)}</td><td>${esc(c.agent ?? '')}</td><td>${esc(c.phase)}</td><td>${c.rings ?? '—'}</td></tr>`).join('');
   document.getElementById('agents').tBodies[0].innerHTML = s.agents.map((a) =>
-    `<tr class="agent ${a.state}" data-agent="${esc(a.id)}"><td>${esc(a.id)}</td><td>${esc(a.name)}</td><td class="state">${label[a.state] ?? a.state}</td><td>${a.calls_answered}</td></tr>`).join('');
+    `<tr class="agent ${a.state}" data-agent="${esc(a.id)}"><td>${esc(a.id)}</td><td>${esc(a.name)}</td><td class="state">${label[a.state] ?? a.state}${a.pause_reason ? ' · ' + esc(a.pause_reason) : ''}</td><td>${a.calls_answered}</td></tr>`).join('');
   document.getElementById('counts').textContent = `等待/振铃 waiting ${waiting.length} · 通话 talking ${talking.length} · ` + new Date(s.at).toLocaleTimeString();
 }
 const source = new EventSource('/ui/wallboard/stream');
