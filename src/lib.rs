@@ -7,6 +7,7 @@ pub mod call;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod html;
 pub mod http;
 pub mod media;
 pub mod metrics;

@@ -38,21 +38,7 @@ th,td{border:1px solid #999;padding:0.3em 0.6em;text-align:left;vertical-align:t
 th{background:#eee;white-space:nowrap}\
 .empty{color:#999}.text{white-space:pre-wrap}";
 
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::html::esc as escape;
 
 fn label(key: &str) -> Option<&'static str> {
     LABELS.iter().find(|(k, _)| *k == key).map(|(_, l)| *l)

@@ -441,21 +441,7 @@ pub fn safe_next(next: &str) -> String {
     }
 }
 
-/// HTML-escapes text for element content and quoted attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use crate::html::esc as escape;
 
 #[cfg(test)]
 mod tests {

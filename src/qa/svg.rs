@@ -7,21 +7,7 @@ use std::fmt::Write as _;
 use super::analysis::Analysis;
 use crate::call::record::{AttemptOutcome, CallRecord, HangupSide};
 
-/// Escapes text for SVG/HTML.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::html::esc;
 
 const WIDTH: f64 = 900.0;
 const LANE: f64 = 70.0;

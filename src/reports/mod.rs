@@ -267,21 +267,7 @@ pub fn parse_cli_time(text: &str, offset: FixedOffset) -> Option<i64> {
         .map(|at| at.timestamp_millis())
 }
 
-/// Escapes text for HTML and SVG (element content and quoted attributes).
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::html::esc;
 
 /// `100 · n / d` rounded to two decimals; `None` when `d` is 0.
 pub(crate) fn pct(n: u64, d: u64) -> Option<f64> {

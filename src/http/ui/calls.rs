@@ -396,6 +396,34 @@ fn csrf_ok(session: &PageSession, form: &HashMap<String, String>) -> bool {
     sent.len() == want.len() && sent.iter().zip(want).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
 }
 
+/// Why a QA form post on call `id` is refused (bad CSRF token, a role that may not
+/// score or annotate, a call the session may not see), as the page to answer with.
+async fn qa_form_refused(
+    state: &AppState,
+    session: &PageSession,
+    form: &HashMap<String, String>,
+    id: &str,
+) -> Option<Response> {
+    if !csrf_ok(session, form) {
+        return Some(error_page(
+            session,
+            StatusCode::FORBIDDEN,
+            "CSRF token missing or wrong",
+        ));
+    }
+    if !matches!(
+        session.caller.role,
+        Role::Qa | Role::Supervisor | Role::Admin
+    ) {
+        return Some(error_page(
+            session,
+            StatusCode::FORBIDDEN,
+            "评分与标注需要质检或主管角色 · scoring and annotating need the qa or supervisor role",
+        ));
+    }
+    call_for(state, session, id).await.err()
+}
+
 /// `POST /ui/calls/{id}/score` (the form on the call page).
 pub async fn post_score(
     State(state): State<AppState>,
@@ -404,25 +432,8 @@ pub async fn post_score(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !csrf_ok(&session, &form) {
-        return error_page(
-            &session,
-            StatusCode::FORBIDDEN,
-            "CSRF token missing or wrong",
-        );
-    }
-    if !matches!(
-        session.caller.role,
-        Role::Qa | Role::Supervisor | Role::Admin
-    ) {
-        return error_page(
-            &session,
-            StatusCode::FORBIDDEN,
-            "评分需要质检或主管角色 · scoring needs the qa or supervisor role",
-        );
-    }
-    if let Err(page) = call_for(&state, &session, &id).await {
-        return page;
+    if let Some(refusal) = qa_form_refused(&state, &session, &form, &id).await {
+        return refusal;
     }
     let Some(qa_form) = state.qa.form(form.get("form").map(String::as_str)) else {
         return error_page(&session, StatusCode::BAD_REQUEST, "unknown form");
@@ -487,25 +498,8 @@ pub async fn post_annotation(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !csrf_ok(&session, &form) {
-        return error_page(
-            &session,
-            StatusCode::FORBIDDEN,
-            "CSRF token missing or wrong",
-        );
-    }
-    if !matches!(
-        session.caller.role,
-        Role::Qa | Role::Supervisor | Role::Admin
-    ) {
-        return error_page(
-            &session,
-            StatusCode::FORBIDDEN,
-            "annotating needs the qa or supervisor role",
-        );
-    }
-    if let Err(page) = call_for(&state, &session, &id).await {
-        return page;
+    if let Some(refusal) = qa_form_refused(&state, &session, &form, &id).await {
+        return refusal;
     }
     let Some(at_s) = form
         .get("at_s")
