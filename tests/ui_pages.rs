@@ -167,6 +167,13 @@ async fn the_dashboard_has_queues_agents_hours_and_days_and_agents_are_kept_out(
     assert!(page.body.contains(r#"data-agent="1001""#));
     assert!(page.body.contains("2026-11-24"), "a row per day");
     assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+        "{csp}"
+    );
     let agent = sign_in(&server, "1001").await;
     for path in ["/ui/dashboard", "/ui/wallboard", "/ui/shift"] {
         let reply = send(&server, "GET", path, Some(&agent), None, "").await;
