@@ -54,6 +54,9 @@ pub struct Config {
     /// Outbound trunks (callbacks to customers go out through them).
     #[serde(default)]
     pub trunks: Vec<TrunkConfig>,
+    /// What callbacks may dial, and how many (toll fraud).
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
     /// Webhooks: URLs the CTI events are POSTed to (see `crate::events::webhooks`).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
@@ -160,6 +163,66 @@ impl Default for ArchiveConfig {
         ArchiveConfig {
             root: PathBuf::from("archive"),
         }
+    }
+}
+
+/// `[callbacks]`: which numbers callbacks may dial and how many a day, so a stolen
+/// agent account cannot run up international calls.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    /// A number must start with one of these (empty: any).
+    pub allowed_prefixes: Vec<String>,
+    /// ...and with none of these (checked first).
+    pub denied_prefixes: Vec<String>,
+    /// Longest number, in characters.
+    pub max_digits: usize,
+    /// Callbacks one agent may start per local day (0 = no limit).
+    pub per_agent_per_day: u32,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        CallbacksConfig {
+            // Mobile numbers (1…) and domestic numbers with an area code (0…); no
+            // international (00…, +…) unless configured.
+            allowed_prefixes: vec!["1".into(), "0".into()],
+            denied_prefixes: vec!["00".into(), "+".into()],
+            max_digits: 13,
+            per_agent_per_day: 100,
+        }
+    }
+}
+
+impl CallbacksConfig {
+    /// Why `number` may not be dialled, if it may not.
+    pub fn refuse(&self, number: &str) -> Option<String> {
+        if number.len() > self.max_digits {
+            return Some(format!(
+                "{number:?} is longer than [callbacks] max_digits ({})",
+                self.max_digits
+            ));
+        }
+        if let Some(p) = self
+            .denied_prefixes
+            .iter()
+            .find(|p| number.starts_with(p.as_str()))
+        {
+            return Some(format!(
+                "{number:?} starts with {p:?}, which [callbacks] denied_prefixes refuses"
+            ));
+        }
+        let allowed = self.allowed_prefixes.is_empty()
+            || self
+                .allowed_prefixes
+                .iter()
+                .any(|p| number.starts_with(p.as_str()));
+        (!allowed).then(|| {
+            format!(
+                "{number:?} starts with none of [callbacks] allowed_prefixes ({})",
+                self.allowed_prefixes.join(", ")
+            )
+        })
     }
 }
 
@@ -740,7 +803,32 @@ impl Config {
         }
     }
 
+    fn check_callbacks(&self, problems: &mut Vec<ConfigProblem>) {
+        let callbacks = &self.callbacks;
+        if callbacks.max_digits == 0 || callbacks.max_digits > 32 {
+            problems.push(ConfigProblem::new("callbacks.max_digits", "1 to 32"));
+        }
+        for (key, list) in [
+            ("allowed_prefixes", &callbacks.allowed_prefixes),
+            ("denied_prefixes", &callbacks.denied_prefixes),
+        ] {
+            for (i, prefix) in list.iter().enumerate() {
+                let ok = !prefix.is_empty()
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || matches!(c, '+' | '*' | '#'));
+                if !ok {
+                    problems.push(ConfigProblem::new(
+                        format!("callbacks.{key}[{i}]"),
+                        format!("{prefix:?}: digits, +, * and # only"),
+                    ));
+                }
+            }
+        }
+    }
+
     fn check_tickets(&self, problems: &mut Vec<ConfigProblem>) {
+        self.check_callbacks(problems);
         let tickets = &self.tickets;
         if tickets.areas.is_empty() {
             problems.push(ConfigProblem::new("tickets.areas", "must not be empty"));

@@ -849,6 +849,49 @@ async fn callbacks_need_call_control_and_a_real_number() {
     server.shut_down().await;
 }
 
+/// Toll fraud: international numbers are refused by default, and an agent's callbacks
+/// per day are limited.
+#[tokio::test]
+async fn callbacks_only_dial_allowed_numbers_a_limited_number_of_times() {
+    let mut config = Config::embedded();
+    config.callbacks.per_agent_per_day = 1;
+    let server = start_with(config).await;
+    let t = server.create(full_form("consultation")).await;
+    let url = format!("/api/tickets/{}/callback", str_of(&t, "id"));
+    for number in [
+        "0044207946000",
+        "+8613800138000",
+        "95599",
+        "13800138000123456",
+    ] {
+        let reply = server
+            .post(&url, json!({"agent": "1001", "number": number}))
+            .await;
+        assert_eq!(reply.status, 403, "{number}: {}", reply.body);
+        assert!(
+            str_of(&reply.json(), "error").contains("[callbacks]"),
+            "{}",
+            reply.body
+        );
+    }
+    // One callback already today: the next is refused until tomorrow.
+    let mut call = call_record("n1-cb-1", now_ms(), None, vec![]);
+    call.direction = Direction::Outbound;
+    call.caller = "1001".into();
+    server.store.save_call(&call).await.unwrap();
+    let reply = server
+        .post(&url, json!({"agent": "1001", "number": "13800138000"}))
+        .await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert!(str_of(&reply.json(), "error").contains("per_agent_per_day"));
+    // Another agent still may (and gets as far as call control, absent here).
+    let reply = server
+        .post(&url, json!({"agent": "1002", "number": "13800138000"}))
+        .await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    server.shut_down().await;
+}
+
 /// A ticket with every field, a linked call with a finished recording and a survey
 /// score: ready to archive. Returns (ticket id, call id).
 async fn complete_ticket(server: &Server, kind: &str, call_id: &str) -> (String, String) {

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Too many failed logins: 429 with `Retry-After`.
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// A daily allowance is used up (callbacks): 429 until tomorrow.
+    #[error("{message}")]
+    DailyLimit { message: String },
     #[error("{what} not found")]
     NotFound { what: String },
     #[error("query parameter {param}: {message}")]
@@ -90,6 +93,11 @@ impl IntoResponse for ApiError {
             ApiError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
             }
+            ApiError::DailyLimit { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({ "error": message })),
+            )
+                .into_response(),
             ApiError::Invalid { problems } => (
                 StatusCode::BAD_REQUEST,
                 Json(json!({ "error": message, "problems": problems })),

@@ -85,6 +85,8 @@ pub struct AppState {
     pub tickets: crate::tickets::Tickets,
     /// Where `POST /api/tickets/{id}/archive` writes bundles.
     pub archive_root: PathBuf,
+    /// What callbacks may dial and how many a day.
+    pub callbacks: crate::config::CallbacksConfig,
     /// The CTI event bus (`/api/events`); call control and tickets publish on it.
     pub events: crate::events::EventBus,
     /// Running webhooks, for dead-letter retries (none until the daemon starts them).
@@ -116,6 +118,7 @@ impl AppState {
             reports: crate::reports::ReportSettings::from_config(config),
             control: None,
             archive_root: config.archive.root.clone(),
+            callbacks: config.callbacks.clone(),
         }
     }
 }

@@ -1103,7 +1103,9 @@ pub fn operations() -> Vec<Operation> {
         .json_body(of::<CallbackBody>)
         .json(202, "the callback started", callback_started)
         .error(400, "a bad number, unknown agent or trunk")
+        .error(403, "the number is not allowed by [callbacks]")
         .error(404, "no such ticket")
+        .error(429, "the agent's callbacks for today are used up")
         .error(
             409,
             "no trunk, the agent is busy or unreachable, or the ticket is archived",

@@ -378,6 +378,32 @@ pub async fn callback(
             )],
         });
     }
+    // Toll fraud: only allowed numbers, and so many a day per agent.
+    if let Some(why) = state.callbacks.refuse(&number) {
+        return Err(ApiError::Forbidden {
+            message: format!("number: {why}"),
+        });
+    }
+    let limit = state.callbacks.per_agent_per_day;
+    if limit > 0 {
+        let agent = request.agent.trim();
+        let offset = state.tickets.rules.calendar.offset();
+        let now = chrono::Utc::now();
+        let midnight = now
+            .with_timezone(&offset)
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(offset).single())
+            .map_or(0, |t| t.timestamp_millis());
+        let today = state.store.callbacks_by(agent, midnight).await?;
+        if today >= i64::from(limit) {
+            return Err(ApiError::DailyLimit {
+                message: format!(
+                    "agent {agent} has started {today} callbacks today; [callbacks] per_agent_per_day is {limit}"
+                ),
+            });
+        }
+    }
     let ticket_id = id.clone();
     let agent = request.agent.trim().to_owned();
     let (agent_sent, number_sent) = (agent.clone(), number.clone());

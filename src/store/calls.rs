@@ -121,6 +121,18 @@ impl Store {
         Ok(calls)
     }
 
+    /// Callbacks (outbound calls) `agent` started at or after `since` (epoch ms).
+    pub async fn callbacks_by(&self, agent: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM calls WHERE direction = 'outbound' AND caller = ? \
+             AND started_at >= ?",
+        )
+        .bind(agent)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Calls matching `filter`, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
