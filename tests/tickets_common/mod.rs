@@ -1,7 +1,11 @@
-//! Helpers shared by the API tests (`tickets_api`, `archive_cli`, `qa_api`): raw HTTP/1.1
-//! requests, call records with recordings on disk, SHA-256 of files, and ticket ids. Included with `#[path]`; each
-//! test binary uses a different subset.
+//! Helpers shared by the API tests (`tickets_api`, `tickets_archive_api`, `archive_cli`,
+//! `qa_api`, `ui_pages`): raw HTTP/1.1 requests, call records with recordings on disk,
+//! SHA-256 of files, and ticket ids; [`server`] is the in-process tickets API server of
+//! `tickets_api` and `tickets_archive_api`. Included with `#[path]`; each test binary uses
+//! a different subset.
 #![allow(dead_code)]
+
+pub mod server;
 
 use std::path::Path;
 
