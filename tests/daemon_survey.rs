@@ -117,6 +117,7 @@ fn no_key_ends_the_survey_without_a_score() {
     );
     let mut c = Checks::new();
     c.null(&call, "survey_score");
+    c.bool_eq(&call, "survey_offered", true);
     c.finish(&call, "");
 }
 

@@ -79,6 +79,7 @@ fn answered() -> CallRecord {
         ],
         recording_path: Some("2025/03/01/n1-answered.wav".to_owned()),
         survey_score: Some(4),
+        survey_offered: false,
         recording: Default::default(),
         tickets: vec!["WO-2025-0042".to_owned()],
     }
@@ -115,6 +116,7 @@ fn abandoned() -> CallRecord {
         }],
         recording_path: None,
         survey_score: None,
+        survey_offered: false,
         recording: Default::default(),
         tickets: vec![],
     }

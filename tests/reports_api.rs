@@ -240,6 +240,7 @@ fn unanswered(id: &str, queue: &str, started_at: i64, outcome: CallOutcome) -> C
         recording_path: None,
         recording: RecordingMeta::default(),
         survey_score: None,
+        survey_offered: false,
         tickets: Vec::new(),
     }
 }

@@ -55,6 +55,7 @@ fn answered_call(id: &str, agent: &str, queue: &str, started_at: i64, ring_ms: i
         ],
         recording_path: Some(format!("2025/03/01/{id}.wav")),
         survey_score: Some(5),
+        survey_offered: false,
         recording: Default::default(),
         tickets: vec![],
     }
@@ -91,6 +92,7 @@ fn abandoned_call(id: &str, started_at: i64) -> CallRecord {
         }],
         recording_path: None,
         survey_score: None,
+        survey_offered: false,
         recording: Default::default(),
         tickets: vec!["T-1".to_owned()],
     }

@@ -183,16 +183,19 @@ pub struct CallRecord {
     pub recording_path: Option<String>,
     pub recording: RecordingMeta,
     pub survey_score: Option<i64>,
+    /// The caller was handed to the satisfaction survey (then "the agent hung up first"
+    /// is a hand-off, not a hang-up), whether or not a key was pressed.
+    #[serde(default)]
+    pub survey_offered: bool,
     /// Ticket ids linked to the call (tickets issue; `X-Ticket-ID` is kept here now).
     pub tickets: Vec<String>,
 }
 
 impl CallRecord {
-    /// Whether the caller was handed to the satisfaction survey (then "the agent hung up
-    /// first" is a hand-off, not a hang-up). Known from the score for now: a survey that
-    /// got no key is not told apart yet.
-    pub fn survey_offered(&self) -> bool {
-        self.survey_score.is_some()
+    /// Whether the agent's leaving was a hand-off to the survey (records written before
+    /// `survey_offered` existed tell it by the score alone).
+    pub fn handed_to_survey(&self) -> bool {
+        self.survey_offered || self.survey_score.is_some()
     }
 }
 

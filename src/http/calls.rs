@@ -56,6 +56,8 @@ pub struct CallView {
     /// Spans of the recording paused for sensitive data (silence), ms from its start.
     pub paused_spans: Vec<PausedSpan>,
     pub survey_score: Option<i64>,
+    /// The caller was handed to the survey (scored or not).
+    pub survey_offered: bool,
     pub tickets: Vec<String>,
 }
 
@@ -103,6 +105,7 @@ impl From<CallRecord> for CallView {
             over_limit: call.over_limit,
             talk_ms: call.talk_ms,
             survey_score: call.survey_score,
+            survey_offered: call.survey_offered,
             tickets: call.tickets,
         }
     }

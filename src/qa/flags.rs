@@ -61,7 +61,7 @@ pub fn call_flags(
         ));
     }
     // A hand-off to the survey is not "hanging up on the customer".
-    if call.hangup_side == Some(HangupSide::Agent) && !call.survey_offered() {
+    if call.hangup_side == Some(HangupSide::Agent) && !call.handed_to_survey() {
         flags.push(flag(
             "agent_hung_up_first",
             "坐席先挂机 · the agent hung up first",
@@ -171,6 +171,7 @@ mod tests {
             attempts: Vec::new(),
             recording_path: None,
             survey_score: None,
+            survey_offered: false,
             recording: Default::default(),
             tickets: Vec::new(),
         }
@@ -200,6 +201,11 @@ mod tests {
         let mut surveyed = call();
         surveyed.survey_score = Some(4);
         let flags = call_flags(&surveyed, &QaConfig::default(), 3, None);
+        assert!(!codes(&flags).contains(&"agent_hung_up_first"));
+        // Handed over but no key pressed: still a hand-off.
+        let mut unscored = call();
+        unscored.survey_offered = true;
+        let flags = call_flags(&unscored, &QaConfig::default(), 3, None);
         assert!(!codes(&flags).contains(&"agent_hung_up_first"));
     }
 

@@ -297,6 +297,7 @@ mod tests {
             ],
             recording_path: None,
             survey_score: None,
+            survey_offered: false,
             recording: Default::default(),
             tickets: Vec::new(),
         };

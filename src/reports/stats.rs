@@ -140,7 +140,7 @@ impl Acc {
             self.talk_sum += talk;
             self.talk_n += 1;
         }
-        if call.hangup_side == Some(HangupSide::Agent) && call.survey_score.is_none() {
+        if call.hangup_side == Some(HangupSide::Agent) && !call.handed_to_survey() {
             self.agent_hangups += 1;
         }
         self.add_survey(call, settings);

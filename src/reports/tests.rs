@@ -67,6 +67,7 @@ fn base(id: &str, started_at: i64, outcome: CallOutcome) -> CallRecord {
         recording_path: None,
         recording: RecordingMeta::default(),
         survey_score: None,
+        survey_offered: false,
         tickets: Vec::new(),
     }
 }

@@ -48,14 +48,14 @@ pub struct CallFilter {
 pub(super) const CALL_COLUMNS: &str = "id, sip_call_id, direction, caller, callee, queue, agent, \
      started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, rings, \
      three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, survey_score, \
-     recording_sha256, recording_ms, recording_bytes, interrupted, paused_spans";
+     recording_sha256, recording_ms, recording_bytes, interrupted, paused_spans, survey_offered";
 
 const UPSERT_CALL: &str = "INSERT INTO calls (id, sip_call_id, direction, caller, callee, \
      queue, agent, started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, \
      rings, three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, \
      survey_score, recording_sha256, recording_ms, recording_bytes, interrupted, \
-     paused_spans, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     paused_spans, survey_offered, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (id) DO UPDATE SET sip_call_id = excluded.sip_call_id, \
      direction = excluded.direction, caller = excluded.caller, callee = excluded.callee, \
      queue = excluded.queue, agent = excluded.agent, started_at = excluded.started_at, \
@@ -67,7 +67,8 @@ const UPSERT_CALL: &str = "INSERT INTO calls (id, sip_call_id, direction, caller
      recording_path = excluded.recording_path, survey_score = excluded.survey_score, \
      recording_sha256 = excluded.recording_sha256, recording_ms = excluded.recording_ms, \
      recording_bytes = excluded.recording_bytes, interrupted = excluded.interrupted, \
-     paused_spans = excluded.paused_spans, updated_at = excluded.updated_at";
+     paused_spans = excluded.paused_spans, survey_offered = excluded.survey_offered, \
+     updated_at = excluded.updated_at";
 
 const INSERT_ATTEMPT: &str = "INSERT INTO call_attempts (call_id, seq, agent, invited_at, \
      ring_started_at, ended_at, ring_ms, outcome, sip_status) \
@@ -226,6 +227,7 @@ async fn upsert_call_row(conn: &mut SqliteConnection, call: &CallRecord) -> Resu
         .bind(call.recording.bytes)
         .bind(call.recording.interrupted)
         .bind(serde_json::to_string(&call.recording.paused_spans).unwrap_or_else(|_| "[]".into()))
+        .bind(call.survey_offered)
         .bind(chrono::Utc::now().timestamp_millis())
         .execute(conn)
         .await?;
@@ -377,6 +379,7 @@ pub(super) fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
         talk_ms: row.try_get("talk_ms")?,
         recording_path: row.try_get("recording_path")?,
         survey_score: row.try_get("survey_score")?,
+        survey_offered: row.try_get("survey_offered")?,
         attempts: Vec::new(),
         tickets: Vec::new(),
         id,

@@ -143,6 +143,7 @@ mod tests {
             recording_path: None,
             recording: RecordingMeta::default(),
             survey_score: None,
+            survey_offered: false,
             tickets: Vec::new(),
         }
     }

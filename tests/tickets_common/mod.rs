@@ -114,6 +114,7 @@ pub fn call_record(
         }],
         recording_path,
         survey_score: None,
+        survey_offered: false,
         recording: RecordingMeta {
             sha256,
             duration_ms: Some(61_000),

@@ -147,6 +147,7 @@ pub fn call(id: &str, agent: &str, recording: Option<&str>) -> CallRecord {
         recording_path: recording.map(str::to_owned),
         recording: Default::default(),
         survey_score: None,
+        survey_offered: false,
         tickets: vec![],
     }
 }

@@ -374,6 +374,7 @@ impl Controller {
         let now = Stamp::now();
         call.phase = Phase::Survey;
         call.agent_left = Some(now);
+        call.record.survey_offered = true;
         call.media.detach_agent();
         if let Some((dialog, _)) = call.agent_dialog.take() {
             self.by_call_id.remove(&dialog.id.call_id);

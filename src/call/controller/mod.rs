@@ -553,6 +553,7 @@ impl Controller {
             attempts: Vec::new(),
             recording_path: None,
             survey_score: None,
+            survey_offered: false,
             recording: Default::default(),
             tickets,
         };
