@@ -9,6 +9,14 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// A JSON request body, with serde's message (naming the key) as a 400 when it does not
+/// fit.
+pub fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid {
+        problems: vec![format!("request body: {e}")],
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing bearer token: send Authorization: Bearer <token>")]

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 
+use super::error::body;
 use super::{ApiCaller, ApiError, AppState};
 use crate::call::record::CallRecord;
 use crate::config::Role;
@@ -40,11 +41,7 @@ async fn visible_call(
         .ok_or_else(|| ApiError::NotFound {
             what: format!("call {id:?}"),
         })?;
-    if caller.role == Role::Agent && (call.agent.is_none() || call.agent != caller.agent) {
-        return Err(ApiError::Forbidden {
-            message: "agents see only their own calls".into(),
-        });
-    }
+    caller.check_call(id, call.agent.as_deref())?;
     Ok(call)
 }
 
@@ -93,13 +90,8 @@ pub async fn scores(
     Ok(Json(json!({ "call_id": id, "scores": state.store.scores(&id).await? })).into_response())
 }
 
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid {
-        problems: vec![format!("request body: {e}")],
-    })
-}
-
-fn new_id() -> String {
+/// A random id for a score or an annotation.
+pub(super) fn new_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 

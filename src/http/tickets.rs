@@ -22,11 +22,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::ClientIp;
+use super::error::body;
 use super::users::{entry, record};
 use super::{ApiCaller, ApiError, AppState};
 use crate::call::{CallbackRefused, Control};
@@ -49,13 +49,6 @@ impl From<TicketError> for ApiError {
             TicketError::Store(e) => ApiError::Store(e),
         }
     }
-}
-
-/// A JSON body, with serde's message (naming the key) as a 400 when it does not fit.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid {
-        problems: vec![format!("request body: {e}")],
-    })
 }
 
 /// The top-level keys of a JSON object body, sorted, for the audit log's detail.

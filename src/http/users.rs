@@ -21,11 +21,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{ClientIp, Credential};
+use super::error::body;
 use super::{ApiCaller, ApiError, AppState};
 use crate::config::Role;
 use crate::users::{AuditFilter, NewAudit, UserChange};
@@ -43,13 +43,6 @@ pub(super) async fn record(state: &AppState, entry: NewAudit) {
     if let Err(e) = state.users.audit(entry).await {
         tracing::error!(error = %e, %action, "writing the audit log failed");
     }
-}
-
-/// A JSON body, with serde's message (naming the key) as a 400 when it does not fit.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid {
-        problems: vec![format!("request body: {e}")],
-    })
 }
 
 fn parse_role(text: &str) -> Result<Role, ApiError> {

@@ -173,7 +173,7 @@ async fn call_for(
         }
     };
     let caller = &session.caller;
-    if caller.role == Role::Agent && (call.agent.is_none() || call.agent != caller.agent) {
+    if !caller.may_see_call(call.agent.as_deref()) {
         return Err(error_page(
             session,
             StatusCode::FORBIDDEN,
@@ -392,8 +392,7 @@ fn annotations_section(session: &PageSession, call: &CallRecord, notes: &[Annota
 
 fn csrf_ok(session: &PageSession, form: &HashMap<String, String>) -> bool {
     let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
-    let want = session.csrf.as_bytes();
-    sent.len() == want.len() && sent.iter().zip(want).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    crate::http::auth::constant_time_eq(sent, session.csrf.as_bytes())
 }
 
 /// Why a QA form post on call `id` is refused (bad CSRF token, a role that may not
@@ -456,7 +455,7 @@ pub async fn post_score(
         }
     };
     let score = Score {
-        id: hex::encode(rand::random::<[u8; 8]>()),
+        id: crate::http::qa::new_id(),
         call_id: id.clone(),
         version: 0,
         form: qa_form.name.clone(),
@@ -513,7 +512,7 @@ pub async fn post_annotation(
         );
     };
     let annotation = Annotation {
-        id: hex::encode(rand::random::<[u8; 8]>()),
+        id: crate::http::qa::new_id(),
         call_id: id.clone(),
         at_ms: (at_s * 1000.0) as i64,
         tag: form
