@@ -2,6 +2,7 @@
 //! architecture: `sip` is the protocol core and knows nothing about call centers; `call`
 //! is call control (queues, agents, ring timing); `media` relays RTP and knows nothing
 //! about SIP; `store` persists call records; `http` serves the API and metrics.
+pub mod alarms;
 pub mod archive;
 pub mod call;
 pub mod config;

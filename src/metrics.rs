@@ -27,6 +27,7 @@ const SIP_PARSE_ERRORS: &str = "threering_sip_parse_errors_total";
 const RECORDING_FAILURES: &str = "threering_recording_failures_total";
 const TICKETS_OVERDUE: &str = "threering_tickets_overdue";
 const AGENTS: &str = "threering_agents";
+const ALARM: &str = "threering_alarm";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -89,7 +90,11 @@ fn describe() {
     );
     describe_counter!(
         RECORDING_FAILURES,
-        "Answered calls whose recording could not be started (the call went on unrecorded)"
+        "Answered calls whose recording could not be started or was cut short by a write error (the call went on unrecorded)"
+    );
+    describe_gauge!(
+        ALARM,
+        "1 while an alarm is up (see /healthz), by name; 0 once cleared"
     );
     describe_gauge!(
         AGENTS,
@@ -142,4 +147,9 @@ pub fn sip_parse_errors() {
 /// A call that should have been recorded could not be (disk full, permissions): an alarm.
 pub fn recording_failed() {
     counter!(RECORDING_FAILURES).increment(1);
+}
+
+/// An alarm went up (`true`) or was cleared (see `crate::alarms`).
+pub fn alarm(name: &'static str, up: bool) {
+    gauge!(ALARM, "name" => name).set(if up { 1.0 } else { 0.0 });
 }

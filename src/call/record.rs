@@ -139,8 +139,9 @@ pub struct RecordingMeta {
     /// Duration of the audio in the file.
     pub duration_ms: Option<i64>,
     pub bytes: Option<i64>,
-    /// The daemon stopped without closing the file (crash, kill -9): the file was
-    /// repaired at the next start and ends where the last checkpoint did.
+    /// The recording stopped before the call ended: the daemon stopped without closing the
+    /// file (crash, kill -9; repaired at the next start, ending where the last checkpoint
+    /// did) or a write failed (volume full; repaired at once, ending where writing failed).
     pub interrupted: bool,
     pub paused_spans: Vec<PausedSpan>,
 }

@@ -51,7 +51,9 @@ pub struct CallView {
     pub recording_sha256: Option<String>,
     pub recording_ms: Option<i64>,
     pub recording_bytes: Option<i64>,
-    /// The daemon died while recording; the file was repaired at the next start.
+    /// The recording stopped before the call ended: the daemon died (the file was repaired
+    /// at the next start) or a write failed, e.g. the recordings volume was full (the file
+    /// was repaired at once). The file holds the audio up to that point.
     pub interrupted: bool,
     /// Spans of the recording paused for sensitive data (silence), ms from its start.
     pub paused_spans: Vec<PausedSpan>,

@@ -12,10 +12,16 @@ use serde_json::json;
 use super::AppState;
 
 /// 200 only while the daemon takes calls, so a balancer stops sending INVITEs to a node
-/// that is starting up or draining.
+/// that is starting up or draining. A node that takes calls but has an alarm up (see
+/// [`crate::alarms`]) still answers 200, with `"status": "degraded"` and the alarms.
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, Json(json!({ "status": "ok" })))
+        let alarms = crate::alarms::active();
+        let status = if alarms.is_empty() { "ok" } else { "degraded" };
+        (
+            StatusCode::OK,
+            Json(json!({ "status": status, "alarms": alarms })),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -282,6 +282,7 @@ impl Engine {
 
     fn fail(&mut self, e: RecordingError) {
         tracing::error!(error = %e, "recording write failed; the rest of the call is not recorded");
+        crate::alarms::raise(crate::alarms::Alarm::RecordingsFailing, e.to_string());
         // Dropping the writer leaves the file for repair at the next start.
         self.writer = None;
         if self.error.is_none() {

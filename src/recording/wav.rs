@@ -104,7 +104,13 @@ impl WavWriter {
             .create_new(true)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
-        file.write_all(&header(0)).map_err(|e| io_error(&path, e))?;
+        if let Err(e) = file.write_all(&header(0)) {
+            // Not even the header fits (volume full): leave no empty, headerless file
+            // behind for QA to find; the call goes on unrecorded.
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(io_error(&path, e));
+        }
         Ok(WavWriter {
             path,
             file,

@@ -157,6 +157,8 @@ pub struct DaemonSpec {
     pub survey_timeout_ms: Option<u64>,
     /// More TOML, appended as is (e.g. `[[trunks]]`, `[calendar]`).
     pub extra_toml: String,
+    /// Environment variables for the daemon process (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonSpec {
@@ -172,7 +174,14 @@ impl DaemonSpec {
             trusted_peers: None,
             survey_timeout_ms: None,
             extra_toml: String::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the daemon process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Appends `toml` to the config (sections the spec has no field for).

@@ -28,6 +28,7 @@ pub struct Daemon {
     pub token: String,
     pub config_path: PathBuf,
     pub ports: Arc<PortBlock>,
+    env: Vec<(String, String)>,
     runs: u32,
     stderr_path: PathBuf,
     _dir: TempDir,
@@ -69,6 +70,7 @@ impl Daemon {
                 token,
                 config_path,
                 ports: Arc::clone(&ports),
+                env: spec.env.clone(),
                 runs: 0,
                 stderr_path: PathBuf::new(),
                 _dir: dir,
@@ -107,6 +109,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config_path)
             .current_dir(&self.at.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))

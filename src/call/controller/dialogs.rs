@@ -277,9 +277,11 @@ impl Controller {
             // record is written once the recording's details are known.
             Some(recorder) => {
                 let store = self.store.clone();
+                let root = self.config.store.recordings.clone();
                 self.finalizers.spawn(async move {
                     match recorder.stop().await {
                         Ok(summary) => {
+                            crate::alarms::clear(crate::alarms::Alarm::RecordingsFailing);
                             record.recording.sha256 = Some(summary.sha256);
                             record.recording.duration_ms = Some(summary.duration_ms as i64);
                             record.recording.bytes = Some(summary.bytes as i64);
@@ -294,6 +296,12 @@ impl Controller {
                         }
                         Err(e) => {
                             tracing::error!(call = %record.id, error = %e, "recording could not be closed");
+                            crate::metrics::recording_failed();
+                            crate::alarms::raise(
+                                crate::alarms::Alarm::RecordingsFailing,
+                                format!("call {}: {e}", record.id),
+                            );
+                            salvage_recording(&root, &mut record).await;
                         }
                     }
                     store.save(record).await;
@@ -483,5 +491,44 @@ impl Controller {
             .map(|c| c.record.id.clone())
             .unwrap_or_default();
         let _ = self.survey_on_request(&id).await;
+    }
+}
+
+/// A recording cut short by a write error (volume full, I/O error): the file is made a
+/// valid WAV of the audio written so far (header rewritten, a torn frame cut; no new space
+/// is needed), and the record says so (`interrupted`, with the repaired file's length and
+/// checksum), so QA never meets a file whose header disagrees with its data. When even
+/// that fails the record keeps no recording details and the file is left for the repair
+/// at the next start.
+async fn salvage_recording(root: &std::path::Path, record: &mut CallRecord) {
+    let Some(relative) = record.recording_path.clone() else {
+        return;
+    };
+    let path = root.join(&relative);
+    let repaired =
+        tokio::task::spawn_blocking(move || crate::recording::repair(&path).map(|s| (s, path)))
+            .await;
+    match repaired {
+        Ok(Ok((summary, path))) => {
+            let summary = match summary {
+                Some(s) => Ok(s),
+                None => crate::recording::summarize(&path),
+            };
+            match summary {
+                Ok(s) => {
+                    record.recording.interrupted = true;
+                    record.recording.sha256 = Some(s.sha256);
+                    record.recording.duration_ms = Some(s.duration_ms as i64);
+                    record.recording.bytes = Some(s.bytes as i64);
+                }
+                Err(e) => {
+                    tracing::error!(call = %record.id, error = %e, "the cut-short recording cannot be read back")
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(call = %record.id, error = %e, "the cut-short recording could not be repaired")
+        }
+        Err(e) => tracing::error!(call = %record.id, error = %e, "recording repair task failed"),
     }
 }

@@ -555,6 +555,10 @@ pub(super) fn start_recording(call: &mut Call, root: &std::path::Path, sdps: [Op
         Err(e) => {
             tracing::error!(call = %call.record.id, error = %e, "recording failed to start: the call goes on unrecorded");
             crate::metrics::recording_failed();
+            crate::alarms::raise(
+                crate::alarms::Alarm::RecordingsFailing,
+                format!("call {}: {e}", call.record.id),
+            );
         }
     }
 }

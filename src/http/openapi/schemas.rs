@@ -82,7 +82,21 @@ pub(super) fn one_of(values: &[&str]) -> Value {
 pub(super) fn health(_: &mut SchemaGenerator) -> Value {
     object(
         &["status"],
-        json!({ "status": { "type": "string", "enum": ["ok", "unavailable"] } }),
+        json!({
+            "status": { "type": "string", "enum": ["ok", "degraded", "unavailable"] },
+            "alarms": {
+                "type": "array",
+                "description": "alarms up now (status degraded): the node still takes calls",
+                "items": object(
+                    &["name", "detail", "since_ms"],
+                    json!({
+                        "name": { "type": "string" },
+                        "detail": { "type": "string" },
+                        "since_ms": { "type": "integer" }
+                    }),
+                ),
+            },
+        }),
     )
 }
 
