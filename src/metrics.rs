@@ -28,6 +28,7 @@ const RECORDING_FAILURES: &str = "threering_recording_failures_total";
 const TICKETS_OVERDUE: &str = "threering_tickets_overdue";
 const AGENTS: &str = "threering_agents";
 const ALARM: &str = "threering_alarm";
+const TASKS: &str = "threering_tokio_alive_tasks";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -93,6 +94,10 @@ fn describe() {
         "Answered calls whose recording could not be started or was cut short by a write error (the call went on unrecorded)"
     );
     describe_gauge!(
+        TASKS,
+        "Tokio tasks alive in the daemon's runtime (as of the scrape; flat under steady load)"
+    );
+    describe_gauge!(
         ALARM,
         "1 while an alarm is up (see /healthz), by name; 0 once cleared"
     );
@@ -147,6 +152,11 @@ pub fn sip_parse_errors() {
 /// A call that should have been recorded could not be (disk full, permissions): an alarm.
 pub fn recording_failed() {
     counter!(RECORDING_FAILURES).increment(1);
+}
+
+/// Tasks alive in the runtime now (read at scrape time).
+pub fn alive_tasks(n: usize) {
+    gauge!(TASKS).set(n as f64);
 }
 
 /// An alarm went up (`true`) or was cleared (see `crate::alarms`).

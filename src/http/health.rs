@@ -46,6 +46,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "counting overdue tickets failed"),
     }
+    crate::metrics::alive_tasks(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+    );
     (
         [(
             header::CONTENT_TYPE,
