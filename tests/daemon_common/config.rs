@@ -157,6 +157,8 @@ pub struct DaemonSpec {
     pub survey_timeout_ms: Option<u64>,
     /// More TOML, appended as is (e.g. `[[trunks]]`, `[calendar]`).
     pub extra_toml: String,
+    /// More `[sip]` keys, written at the end of that section (e.g. `auth_max_failures`).
+    pub sip_toml: String,
 }
 
 impl DaemonSpec {
@@ -172,7 +174,15 @@ impl DaemonSpec {
             trusted_peers: None,
             survey_timeout_ms: None,
             extra_toml: String::new(),
+            sip_toml: String::new(),
         }
+    }
+
+    /// Adds `toml` (key lines) to the `[sip]` section.
+    pub fn sip_toml(mut self, toml: &str) -> Self {
+        self.sip_toml.push_str(toml);
+        self.sip_toml.push('\n');
+        self
     }
 
     /// Appends `toml` to the config (sections the spec has no field for).
@@ -234,6 +244,7 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     if let Some(peers) = &spec.trusted_peers {
         let _ = writeln!(t, "trusted_peers = {}", toml_list(peers));
     }
+    t.push_str(&spec.sip_toml);
     let _ = writeln!(t, "\n[media]");
     let _ = writeln!(t, "address = \"127.0.0.1\"");
     let _ = writeln!(t, "rtp_ports = [{}, {}]", at.rtp.0, at.rtp.1);
