@@ -112,6 +112,8 @@ pub async fn run(
     state.tickets = tickets;
     state.events = cti.clone();
     state.webhooks = webhooks;
+    // One lockout table: call control counts SIP digest failures in it, admins read it.
+    let lockouts = state.sip_lockouts.clone();
     let http_token = root.child_token();
     let http_stop = http_token.clone();
     let http_task = tokio::spawn(async move {
@@ -133,6 +135,7 @@ pub async fn run(
         pool,
         root.child_token(),
         cti.clone(),
+        lockouts,
     );
     let controller_task = tokio::spawn(controller.run(events, control_rx));
     ready.store(true, Ordering::SeqCst);

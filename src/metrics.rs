@@ -10,6 +10,9 @@
 //! | `threering_active_calls` | gauge | — |
 //! | `threering_sip_parse_errors_total` | counter | — |
 //! | `threering_agents` | gauge | `state` |
+//! | `threering_sip_auth_failures_total` | counter | — |
+//! | `threering_sip_auth_lockouts_total` | counter | `kind` (`source`, `user`) |
+//! | `threering_sip_auth_lockouts_active` | gauge | `kind` |
 //!
 //! The recorder is built here and rendered by the HTTP server at `/metrics`; no exporter
 //! of its own listens anywhere.
@@ -29,6 +32,9 @@ const TICKETS_OVERDUE: &str = "threering_tickets_overdue";
 const AGENTS: &str = "threering_agents";
 const ALARM: &str = "threering_alarm";
 const TASKS: &str = "threering_tokio_alive_tasks";
+const SIP_AUTH_FAILURES: &str = "threering_sip_auth_failures_total";
+const SIP_AUTH_LOCKOUTS: &str = "threering_sip_auth_lockouts_total";
+const SIP_AUTH_LOCKOUTS_ACTIVE: &str = "threering_sip_auth_lockouts_active";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -109,6 +115,18 @@ fn describe() {
         SIP_PARSE_ERRORS,
         "SIP messages that could not be parsed (answered 400 or dropped)"
     );
+    describe_counter!(
+        SIP_AUTH_FAILURES,
+        "SIP digest credentials refused for a wrong password or an unknown user"
+    );
+    describe_counter!(
+        SIP_AUTH_LOCKOUTS,
+        "SIP digest lockouts started, by kind (source address or user name)"
+    );
+    describe_gauge!(
+        SIP_AUTH_LOCKOUTS_ACTIVE,
+        "SIP digest lockouts in force, by kind (source address or user name)"
+    );
 }
 
 /// A call ended; `outcome` is `CallOutcome::as_str()`. Calls routed to no queue count
@@ -162,4 +180,19 @@ pub fn alive_tasks(n: usize) {
 /// An alarm went up (`true`) or was cleared (see `crate::alarms`).
 pub fn alarm(name: &'static str, up: bool) {
     gauge!(ALARM, "name" => name).set(if up { 1.0 } else { 0.0 });
+}
+
+/// SIP digest credentials were wrong (or named no user).
+pub fn sip_auth_failed() {
+    counter!(SIP_AUTH_FAILURES).increment(1);
+}
+
+/// A SIP digest lockout began; `kind` is `source` or `user`.
+pub fn sip_auth_lockout(kind: &'static str) {
+    counter!(SIP_AUTH_LOCKOUTS, "kind" => kind).increment(1);
+}
+
+/// SIP digest lockouts in force now, for one kind.
+pub fn sip_auth_lockouts_active(kind: &'static str, n: usize) {
+    gauge!(SIP_AUTH_LOCKOUTS_ACTIVE, "kind" => kind).set(n as f64);
 }

@@ -87,6 +87,9 @@ fn defaults_fill_what_a_minimal_config_leaves_out() {
     assert_eq!(config.sip.t1_ms, 500);
     assert_eq!(config.daemon.node_id, "n1");
     assert_eq!(config.daemon.grace_ms, 30_000);
+    assert_eq!(config.sip.auth_max_failures, 5);
+    assert_eq!(config.sip.auth_failure_window_s, 300);
+    assert_eq!(config.sip.auth_lockout_s, 600);
     let queue = &config.queues[0];
     assert_eq!(queue.strategy.as_str(), "longest-idle");
     assert_eq!(queue.ring_timeout_ms, 15_000);
@@ -257,4 +260,34 @@ fn a_trunk_given_as_a_bare_ip_uses_port_5060() {
     let (addr, _) = config.trunk(None).unwrap().target().unwrap();
     assert_eq!(addr, "127.0.0.1:5060".parse().unwrap());
     assert!(config.trunk(Some("nope")).is_none());
+}
+
+#[test]
+fn sip_lockout_keys_are_checked() {
+    let text = MINIMAL.replace(
+        "realm = \"threering\"",
+        "realm = \"threering\"\nauth_max_failures = 0\nauth_failure_window_s = 0\nauth_lockout_s = 99999999",
+    );
+    let problems = match Config::from_toml(&text) {
+        Err(ConfigError::Invalid { problems }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "sip.auth_max_failures",
+            "sip.auth_failure_window_s",
+            "sip.auth_lockout_s"
+        ],
+        "{problems:?}"
+    );
+    let fine = MINIMAL.replace(
+        "realm = \"threering\"",
+        "realm = \"threering\"\nauth_max_failures = 3\nauth_failure_window_s = 60\nauth_lockout_s = 900",
+    );
+    let policy = Config::from_toml(&fine).unwrap().sip.lockout_policy();
+    assert_eq!(policy.max_failures, 3);
+    assert_eq!(policy.window.as_secs(), 60);
+    assert_eq!(policy.lockout.as_secs(), 900);
 }

@@ -917,11 +917,15 @@ fn x_record_no_from_a_trusted_peer_records_nothing() {
 fn x_record_no_from_an_untrusted_peer_is_ignored() {
     let _shared = timing_shared();
     // Only a documentation address is trusted: loopback's X-Record is not honoured.
+    // Loopback is a trunk, so its calls are still taken without credentials.
     let (daemon, call, context) = policy_call(
         consult(),
         daemon_common::QUEUE_NUMBER,
         "no",
-        |s| s.trusted_peers(&["192.0.2.1"]),
+        |s| {
+            s.trusted_peers(&["192.0.2.1"])
+                .extra_toml("[[trunks]]\nname = \"pbx\"\naddress = \"127.0.0.1\"")
+        },
         200,
     );
     let rec = recording_of(&daemon, &call);

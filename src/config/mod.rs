@@ -97,8 +97,30 @@ pub struct SipConfig {
     pub max_register_expires: u32,
     /// Addresses (IP or CIDR, e.g. `10.0.0.0/8`) of trusted trunks and IVRs: only their
     /// `X-Record: no` and `X-Ticket-ID` headers are honoured. Default: loopback.
+    /// Also, their out-of-dialog INVITEs (and those of `[[trunks]]` addresses) are taken
+    /// without credentials; anyone else is challenged (407) for an agent's.
     #[serde(default = "default_trusted_peers")]
     pub trusted_peers: Vec<String>,
+    /// Wrong digest passwords within `auth_failure_window_s`, from one source address or
+    /// against one user name, that lock it out.
+    #[serde(default = "default_auth_max_failures")]
+    pub auth_max_failures: u32,
+    #[serde(default = "default_auth_failure_window_s")]
+    pub auth_failure_window_s: u64,
+    /// How long a lockout lasts: credentials from it are refused (403) unchecked.
+    #[serde(default = "default_auth_lockout_s")]
+    pub auth_lockout_s: u64,
+}
+
+impl SipConfig {
+    /// The digest brute-force lockout these keys describe.
+    pub fn lockout_policy(&self) -> crate::sip::auth::lockout::LockoutPolicy {
+        crate::sip::auth::lockout::LockoutPolicy {
+            max_failures: self.auth_max_failures,
+            window: std::time::Duration::from_secs(self.auth_failure_window_s),
+            lockout: std::time::Duration::from_secs(self.auth_lockout_s),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -155,6 +177,15 @@ fn default_max_register_expires() -> u32 {
 }
 fn default_trusted_peers() -> Vec<String> {
     vec!["127.0.0.0/8".into(), "::1".into()]
+}
+fn default_auth_max_failures() -> u32 {
+    5
+}
+fn default_auth_failure_window_s() -> u64 {
+    300
+}
+fn default_auth_lockout_s() -> u64 {
+    600
 }
 fn default_grace_ms() -> u64 {
     30_000
@@ -286,6 +317,18 @@ impl Config {
             .trusted_peers
             .iter()
             .any(|p| ip_matches(p, ip) == Some(true))
+    }
+
+    /// Is `ip` the address of one of the `[[trunks]]`?
+    pub fn is_trunk(&self, ip: IpAddr) -> bool {
+        self.trunks
+            .iter()
+            .any(|t| t.socket_addr().is_some_and(|a| a.ip() == ip))
+    }
+
+    /// May `ip` place calls without credentials: a trusted peer or a trunk.
+    pub fn may_call_unauthenticated(&self, ip: IpAddr) -> bool {
+        self.is_trusted(ip) || self.is_trunk(ip)
     }
 }
 

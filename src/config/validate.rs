@@ -7,6 +7,9 @@ use super::{ip_matches, Config, ConfigProblem};
 use crate::sip::transport::ListenSpec;
 use crate::sip::Uri;
 
+/// Longest `[sip] auth_failure_window_s` and `auth_lockout_s`: a week.
+const MAX_AUTH_SECS: u64 = 7 * 24 * 3600;
+
 impl Config {
     /// Every problem, each naming its key path, e.g. `queues[0].agents: unknown agent
     /// "9999"`. Empty when the configuration is usable.
@@ -205,6 +208,23 @@ impl Config {
                 "sip.max_register_expires",
                 "must be greater than 0",
             ));
+        }
+        if self.sip.auth_max_failures == 0 {
+            problems.push(ConfigProblem::new(
+                "sip.auth_max_failures",
+                "must be at least 1 (wrong passwords that lock a source or user out)",
+            ));
+        }
+        for (key, secs) in [
+            ("sip.auth_failure_window_s", self.sip.auth_failure_window_s),
+            ("sip.auth_lockout_s", self.sip.auth_lockout_s),
+        ] {
+            if secs == 0 || secs > MAX_AUTH_SECS {
+                problems.push(ConfigProblem::new(
+                    key,
+                    format!("must be between 1 and {MAX_AUTH_SECS} seconds (a week)"),
+                ));
+            }
         }
     }
 

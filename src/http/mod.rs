@@ -18,6 +18,7 @@
 //! GET /api/me, /api/audit, /api/users...   who am I, the audit log, users and tokens
 //! GET /api/openapi.json   the OpenAPI document of all of this (no auth; see [`openapi`])
 //! GET /api/agents, POST /api/agents/{id}/...   agents' states and controls (see [`agents`])
+//! GET /api/security/lockouts, DELETE .../{kind}/{key}   SIP digest lockouts (see [`security`])
 //! ```
 //! Everything under `/api` but `/api/login` and `/api/openapi.json` needs a bearer token
 //! (config or per-user) or a session cookie (see [`auth`]). Errors are JSON `{"error":
@@ -34,6 +35,7 @@ mod openapi;
 mod qa;
 mod recording;
 mod reports;
+mod security;
 mod survey;
 mod tickets;
 pub mod ui;
@@ -91,6 +93,8 @@ pub struct AppState {
     pub events: crate::events::EventBus,
     /// Running webhooks, for dead-letter retries (none until the daemon starts them).
     pub webhooks: crate::events::webhooks::Webhooks,
+    /// SIP digest lockouts (`/api/security/lockouts`), shared with call control.
+    pub sip_lockouts: Arc<crate::sip::auth::lockout::Lockouts>,
 }
 
 impl AppState {
@@ -119,6 +123,9 @@ impl AppState {
             control: None,
             archive_root: config.archive.root.clone(),
             callbacks: config.callbacks.clone(),
+            sip_lockouts: Arc::new(crate::sip::auth::lockout::Lockouts::new(
+                config.sip.lockout_policy(),
+            )),
         }
     }
 }
@@ -180,6 +187,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/users/{name}/tokens/{id}",
             axum::routing::delete(users::revoke_token),
+        )
+        .route("/security/lockouts", get(security::lockouts))
+        .route(
+            "/security/lockouts/{kind}/{key}",
+            axum::routing::delete(security::lift_lockout),
         )
         .fallback(error::api_not_found)
         // `layer`, not `route_layer`: unknown /api paths need a token too, so that they

@@ -4,7 +4,9 @@
 //! peers such as SIPp exercise the SIP core before the daemon's call control exists, and
 //! stays useful as a stand-in agent phone in tests.
 
+use super::auth::lockout::{LockoutPolicy, Lockouts};
 use super::auth::Algorithm;
+use super::authenticator::Authenticator;
 use super::dialog::Dialog;
 use super::endpoint::{Endpoint, EndpointConfig, Event, ServerTx};
 use super::header::HeaderName;
@@ -15,10 +17,18 @@ use super::transport::{ListenSpec, Peer};
 use super::uri::Uri;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// The echo UAS locks out brute force like the daemon's defaults.
+const ECHO_LOCKOUT: LockoutPolicy = LockoutPolicy {
+    max_failures: 5,
+    window: Duration::from_secs(300),
+    lockout: Duration::from_secs(600),
+};
 
 #[derive(Debug, Clone)]
 pub struct EchoConfig {
@@ -37,6 +47,7 @@ struct Echo {
     endpoint: Endpoint,
     config: EchoConfig,
     registrar: Registrar,
+    auth: Authenticator,
     rtp_addr: SocketAddr,
     /// INVITEs ringing, by transaction.
     ringing: HashMap<ServerTx, (Request, Peer, String)>,
@@ -67,7 +78,12 @@ pub async fn run(
     on_listening(&endpoint.listening());
     let (answer_tx, mut answer_rx) = mpsc::channel(1024);
     let mut echo = Echo {
-        registrar: Registrar::new(&config.realm, config.algorithms.clone(), 3600),
+        registrar: Registrar::new(3600),
+        auth: Authenticator::new(
+            &config.realm,
+            config.algorithms.clone(),
+            Arc::new(Lockouts::new(ECHO_LOCKOUT)),
+        ),
         endpoint,
         config,
         rtp_addr,
@@ -184,7 +200,7 @@ impl Echo {
                 let users = &self.config.users;
                 let (resp, _) = self
                     .registrar
-                    .handle(&req, &peer, |u| users.get(u).cloned());
+                    .handle(&req, &peer, &self.auth, |u| users.get(u).cloned());
                 self.respond(tx, resp).await;
             }
             _ => self.respond(tx, response_to(&req, 405, None, None)).await,

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod auth;
+pub mod authenticator;
 pub mod dialog;
 pub mod echo;
 pub mod endpoint;

@@ -1,15 +1,16 @@
-//! A registrar (RFC 3261 §10.3) with digest authentication: agents' phones REGISTER
-//! their contact; call control asks where an agent can be reached. Used by the daemon
-//! and by the built-in echo UAS.
+//! A registrar (RFC 3261 §10.3) with digest authentication (through an
+//! [`Authenticator`], which also locks out brute force): agents' phones REGISTER their
+//! contact; call control asks where an agent can be reached. Used by the daemon and by
+//! the built-in echo UAS.
 
-use super::auth::{Algorithm, AuthError, DigestServer};
+use super::authenticator::{Authenticator, Challenger};
 use super::endpoint::{target_for_uri, Target};
 use super::header::{parse_contact, parse_expires, HeaderName};
 use super::message::{response_to, HeaderAccess, Request, Response};
 use super::transport::Peer;
 use super::uri::Uri;
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// One registered contact of a user.
 #[derive(Debug, Clone)]
@@ -42,38 +43,25 @@ pub enum RegisterOutcome {
 }
 
 pub struct Registrar {
-    digest: DigestServer,
-    algorithms: Vec<Algorithm>,
     bindings: HashMap<String, Vec<Binding>>,
     max_expires: u32,
 }
 
 impl Registrar {
-    pub fn new(realm: &str, algorithms: Vec<Algorithm>, max_expires: u32) -> Self {
+    pub fn new(max_expires: u32) -> Self {
         Registrar {
-            digest: DigestServer::new(realm, rand::random(), Duration::from_secs(300)),
-            algorithms,
             bindings: HashMap::new(),
             max_expires,
         }
     }
 
-    fn challenge(&self, req: &Request, tag: &str, stale: bool) -> Response {
-        let mut resp = response_to(req, 401, None, Some(tag));
-        for alg in &self.algorithms {
-            resp.headers.push(
-                HeaderName::WwwAuthenticate,
-                self.digest.challenge(*alg, stale, SystemTime::now()),
-            );
-        }
-        resp
-    }
-
-    /// Answers a REGISTER. `password_for(user)` gives a user's password if it exists.
+    /// Answers a REGISTER, authenticated by `auth` (401 challenges, lockout).
+    /// `password_for(user)` gives a user's password if it exists.
     pub fn handle(
         &mut self,
         req: &Request,
         peer: &Peer,
+        auth: &Authenticator,
         password_for: impl Fn(&str) -> Option<String>,
     ) -> (Response, RegisterOutcome) {
         let tag = super::dialog::new_tag();
@@ -94,33 +82,15 @@ impl Registrar {
                 Some(&tag),
             ));
         };
-        let Some(authorization) = req.headers.get(&HeaderName::Authorization) else {
-            return refuse(self.challenge(req, &tag, false));
-        };
-        let verified =
-            self.digest
-                .verify("REGISTER", authorization, password_for, SystemTime::now());
-        let user = match verified {
-            Ok(v) => v.username,
-            // A nonce from before a restart, another scheme, another realm: challenge.
-            Err(AuthError::NotDigest { .. } | AuthError::BadNonce | AuthError::WrongRealm) => {
-                return refuse(self.challenge(req, &tag, false))
-            }
-            Err(AuthError::StaleNonce) => return refuse(self.challenge(req, &tag, true)),
-            Err(AuthError::Malformed { reason }) => {
-                let reason = format!("Bad Request: Authorization: {reason}");
-                return refuse(response_to(req, 400, Some(&reason), Some(&tag)));
-            }
-            Err(AuthError::Replay { .. }) => {
-                return refuse(response_to(
-                    req,
-                    403,
-                    Some("Forbidden: replayed nonce count"),
-                    Some(&tag),
-                ))
-            }
-            // Unknown users and wrong passwords get the same answer (no enumeration).
-            Err(_) => return refuse(response_to(req, 403, None, Some(&tag))),
+        let user = match auth.authenticate(
+            req,
+            peer.remote.ip(),
+            Challenger::Registrar,
+            &tag,
+            password_for,
+        ) {
+            Ok(user) => user,
+            Err(resp) => return refuse(resp),
         };
         if user != aor_user {
             return refuse(response_to(

@@ -159,6 +159,8 @@ pub struct DaemonSpec {
     pub extra_toml: String,
     /// Environment variables for the daemon process (e.g. libfaketime's).
     pub env: Vec<(String, String)>,
+    /// More `[sip]` keys, written at the end of that section (e.g. `auth_max_failures`).
+    pub sip_toml: String,
 }
 
 impl DaemonSpec {
@@ -175,12 +177,20 @@ impl DaemonSpec {
             survey_timeout_ms: None,
             extra_toml: String::new(),
             env: Vec::new(),
+            sip_toml: String::new(),
         }
     }
 
     /// Sets an environment variable of the daemon process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds `toml` (key lines) to the `[sip]` section.
+    pub fn sip_toml(mut self, toml: &str) -> Self {
+        self.sip_toml.push_str(toml);
+        self.sip_toml.push('\n');
         self
     }
 
@@ -243,6 +253,7 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     if let Some(peers) = &spec.trusted_peers {
         let _ = writeln!(t, "trusted_peers = {}", toml_list(peers));
     }
+    t.push_str(&spec.sip_toml);
     let _ = writeln!(t, "\n[media]");
     let _ = writeln!(t, "address = \"127.0.0.1\"");
     let _ = writeln!(t, "rtp_ports = [{}, {}]", at.rtp.0, at.rtp.1);

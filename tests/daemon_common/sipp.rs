@@ -38,6 +38,8 @@ pub struct Sipp {
     call_id_prefix: Option<String>,
     /// Bind the RTP sink on `media_port + 4` (true unless [`Sipp::without_sink`]).
     sink: bool,
+    /// `-i`: the address SIPp sends from (127.0.0.1 unless [`Sipp::local_ip`]).
+    local_ip: Option<String>,
 }
 
 impl Sipp {
@@ -58,6 +60,7 @@ impl Sipp {
             extra: Vec::new(),
             call_id_prefix: None,
             sink: true,
+            local_ip: None,
         }
     }
 
@@ -137,6 +140,13 @@ impl Sipp {
         self.media_port
     }
 
+    /// `-i ip`: send from another loopback address (e.g. 127.0.0.2), which the daemon
+    /// sees as another source.
+    pub fn local_ip(mut self, ip: &str) -> Self {
+        self.local_ip = Some(ip.to_string());
+        self
+    }
+
     /// Binds no RTP sink on `media_port + 4`: the test binds that port itself, to send
     /// media from the address the SDP names (and receive what the daemon relays there).
     pub fn without_sink(mut self) -> Self {
@@ -162,6 +172,11 @@ impl Sipp {
             self.local_port,
             timeout_s,
         ));
+        if let Some(ip) = &self.local_ip {
+            if let Some(at) = args.iter().position(|a| a == "-i") {
+                args[at + 1] = ip.clone();
+            }
+        }
         args.extend([
             "-trace_msg".into(),
             "-message_file".into(),

@@ -21,6 +21,8 @@ use super::routing::pick_agents;
 use crate::config::Config;
 use crate::media::sdp::Sdp;
 use crate::media::{MediaSession, PortPool};
+use crate::sip::auth::lockout::Lockouts;
+use crate::sip::authenticator::{Authenticator, Challenger};
 use crate::sip::dialog::{new_tag, Dialog};
 use crate::sip::endpoint::{target_for_uri, ClientTx, Endpoint, Event, ServerTx, Target};
 use crate::sip::header::HeaderName;
@@ -161,6 +163,9 @@ pub struct Controller {
     config: Arc<Config>,
     endpoint: Endpoint,
     registrar: Registrar,
+    /// Digest checks for REGISTERs and for INVITEs from untrusted sources, with the
+    /// brute-force lockout shared with the admin API.
+    auth: Authenticator,
     board: AgentBoard,
     cursors: HashMap<String, usize>,
     calls: HashMap<u64, Call>,
@@ -205,6 +210,7 @@ impl Controller {
         pool: PortPool,
         cancel: CancellationToken,
         events: crate::events::EventBus,
+        lockouts: Arc<Lockouts>,
     ) -> Self {
         // Each queue's survey prompts: the queue's own files, else [survey]'s, else the
         // built-in ones. A queue whose prompts do not load has no survey (logged).
@@ -242,13 +248,14 @@ impl Controller {
         }
         let (timers_tx, timers_rx) = mpsc::channel(4096);
         Controller {
-            registrar: Registrar::new(
+            registrar: Registrar::new(config.sip.max_register_expires),
+            auth: Authenticator::new(
                 &config.sip.realm,
                 vec![
                     crate::sip::auth::Algorithm::Md5,
                     crate::sip::auth::Algorithm::Sha256,
                 ],
-                config.sip.max_register_expires,
+                lockouts,
             ),
             media_ip: config.media.address,
             config,
@@ -317,6 +324,7 @@ impl Controller {
                     self.route_waiting().await;
                     self.tick_rings();
                     self.agent_gauges();
+                    self.auth.lockouts().expire(std::time::Instant::now());
                 }
             }
             if let Some(until) = self.drain_until {
@@ -418,13 +426,9 @@ impl Controller {
         let in_dialog = req.header_to().is_some_and(|t| t.tag().is_some());
         match req.method {
             Method::Register => {
-                let agents = &self.config.agents;
-                let (resp, outcome) = self.registrar.handle(&req, &peer, |user| {
-                    agents
-                        .iter()
-                        .find(|a| a.id == user)
-                        .and_then(|a| a.password.as_ref().map(|p| p.expose().to_owned()))
-                });
+                let (resp, outcome) =
+                    self.registrar
+                        .handle(&req, &peer, &self.auth, agent_password(&self.config));
                 if let RegisterOutcome::Updated { user, bound } = outcome {
                     tracing::info!(agent = %user, registered = bound, "agent registration");
                     self.board.set_registered(&user, bound, Instant::now());
@@ -463,6 +467,23 @@ impl Controller {
 
     async fn new_call(&mut self, tx: ServerTx, req: Request, peer: Peer) {
         let tag = new_tag();
+        // Calls come from trunks and trusted peers; anyone else must be an agent, and is
+        // challenged before anything depends on the number dialled, so that an extension
+        // scanner gets the same 407 for every number.
+        if !self.config.may_call_unauthenticated(peer.remote.ip()) {
+            match self.auth.authenticate(
+                &req,
+                peer.remote.ip(),
+                Challenger::Proxy,
+                &tag,
+                agent_password(&self.config),
+            ) {
+                Ok(agent) => {
+                    tracing::debug!(%agent, source = %peer.remote, "INVITE authenticated as an agent")
+                }
+                Err(resp) => return self.respond(tx, resp).await,
+            }
+        }
         let reject =
             |status: u16, reason: &str| response_to(&req, status, Some(reason), Some(&tag));
         if self.drain_until.is_some() {
@@ -606,6 +627,16 @@ impl Controller {
             },
         );
         self.route(key).await;
+    }
+}
+
+/// Looks up an agent's SIP password (None: no such agent, or one without a password),
+/// for digest checks.
+fn agent_password(config: &Config) -> impl Fn(&str) -> Option<String> + '_ {
+    |user| {
+        config
+            .agent(user)
+            .and_then(|a| a.password.as_ref().map(|p| p.expose().to_owned()))
     }
 }
 

@@ -167,6 +167,7 @@ pub fn document() -> Value {
             { "name": "events", "description": "the CTI event stream and webhook dead letters" },
             { "name": "agents", "description": "agents' states and controls" },
             { "name": "users", "description": "users, tokens and the audit log" },
+            { "name": "security", "description": "SIP digest lockouts" },
             { "name": "pages", "description": "server-rendered pages for people (text/html)" },
         ],
         "paths": paths,

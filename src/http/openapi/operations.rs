@@ -19,6 +19,7 @@ fn ticket_id_doc(op: Operation) -> Operation {
 /// Every operation of the HTTP interface.
 pub fn operations() -> Vec<Operation> {
     use crate::http::login::{LoginBody, LoginForm, LogoutForm};
+    use crate::http::security::LockoutView;
     use crate::http::tickets::{CallbackBody, LinkBody, Note, SurveyBody};
     use crate::http::users::{NewTokenBody, NewUserBody, UserChangeBody};
     use crate::qa::forms::{Annotation, AnnotationInput, Score, ScoreInput};
@@ -603,6 +604,29 @@ pub fn operations() -> Vec<Operation> {
         .path_doc("id", "the token's number")
         .json(200, "the revoked token", of::<crate::users::ApiToken>)
         .error(404, "no such user or token"),
+        // Security.
+        get(
+            "/api/security/lockouts",
+            "security",
+            "SIP digest lockouts in force",
+        )
+        .access(Api(ADMIN))
+        .about(
+            "Sources and user names locked out after [sip] auth_max_failures wrong \
+                 passwords within auth_failure_window_s; sources first.",
+        )
+        .json(200, "the lockouts", lockouts_list),
+        delete(
+            "/api/security/lockouts/{kind}/{key}",
+            "security",
+            "Lift a SIP digest lockout",
+        )
+        .access(Api(ADMIN))
+        .about("Audit-logged as sip.lockout.lift.")
+        .path_doc("kind", "source or user")
+        .path_doc("key", "the IP address or the user name")
+        .json(200, "the lockout lifted", of::<LockoutView>)
+        .error(404, "no such lockout in force"),
         // Pages.
         calls_page_query(get("/ui/calls", "pages", "Call search"))
             .access(Page(ANY))

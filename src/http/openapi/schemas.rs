@@ -79,6 +79,13 @@ pub(super) fn one_of(values: &[&str]) -> Value {
 
 // Response bodies the handlers build as JSON objects.
 
+pub(super) fn lockouts_list(g: &mut SchemaGenerator) -> Value {
+    object(
+        &["lockouts"],
+        json!({ "lockouts": array_of::<crate::http::security::LockoutView>(g) }),
+    )
+}
+
 pub(super) fn health(_: &mut SchemaGenerator) -> Value {
     object(
         &["status"],

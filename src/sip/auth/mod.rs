@@ -10,12 +10,14 @@
 //!   that carry their own expiry, checking a client's digest response against
 //!   them, and the bounded nonce-count table that rejects replays;
 //! * the client side ([`authorization_for`]): the `Authorization` value that
-//!   answers a challenge, for outbound trunks.
+//!   answers a challenge, for outbound trunks;
+//! * the brute-force lockout tables ([`lockout::Lockouts`]).
 //!
 //! It deliberately does not own user storage (the caller passes a password
 //! lookup), the choice between 401/`WWW-Authenticate` and
 //! 407/`Proxy-Authenticate`, or the check that the digest `uri` names the
-//! Request-URI: those belong to the transaction layer that calls it.
+//! Request-URI: those belong to the layer that calls it
+//! (`crate::sip::authenticator`).
 //!
 //! Everything here is synchronous. The only shared state is the replay table,
 //! behind a `std::sync::Mutex`, so a [`DigestServer`] can be shared between
@@ -232,6 +234,7 @@ impl DigestInputs<'_> {
     }
 }
 
+pub mod lockout;
 mod replay;
 mod wire;
 
@@ -401,7 +404,23 @@ impl DigestServer {
         password_for: impl Fn(&str) -> Option<String>,
         now: SystemTime,
     ) -> Result<Verified, AuthError> {
-        let creds = parse_credentials(authorization)?;
+        self.verify_credentials(
+            method,
+            &parse_credentials(authorization)?,
+            password_for,
+            now,
+        )
+    }
+
+    /// [`DigestServer::verify`] for credentials already parsed (by a caller that needed
+    /// the user name first, e.g. to check a lockout).
+    pub fn verify_credentials(
+        &self,
+        method: &str,
+        creds: &DigestCredentials,
+        password_for: impl Fn(&str) -> Option<String>,
+        now: SystemTime,
+    ) -> Result<Verified, AuthError> {
         let algorithm = match &creds.algorithm {
             Some(a) => a.parse()?,
             None => Algorithm::Md5,
@@ -461,7 +480,7 @@ impl DigestServer {
         self.table()
             .record(key, expiry, now_secs, qop_auth.map(|(_, _, nc)| nc))?;
         Ok(Verified {
-            username: creds.username,
+            username: creds.username.clone(),
             algorithm,
         })
     }

@@ -195,6 +195,45 @@ fn unknown_user() {
     assert_eq!(verify(&server, &auth, t0()), Err(AuthError::UnknownUser));
 }
 
+/// An unknown user costs the same work as a known one with a wrong password, so timing
+/// does not tell which names exist. Single calls, interleaved (alternating which goes
+/// first), compared by their lower quartiles, which other tests running meanwhile
+/// disturb least.
+#[test]
+fn unknown_users_take_as_long_as_wrong_passwords() {
+    let server = server();
+    let ch = challenge_of(&server, Algorithm::Md5, t0());
+    // Same lengths, so both hash the same number of bytes.
+    let known = answer(&ch, "alice", "guess1", 1);
+    let unknown = answer(&ch, "bobby", "guess1", 1);
+    let time = |auth: &str, want: AuthError| {
+        let started = std::time::Instant::now();
+        let got = verify(&server, auth, t0());
+        let took = started.elapsed();
+        assert_eq!(got, Err(want));
+        took
+    };
+    let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
+    for i in 0..4000 {
+        if i % 2 == 0 {
+            known_times.push(time(&known, AuthError::WrongResponse));
+            unknown_times.push(time(&unknown, AuthError::UnknownUser));
+        } else {
+            unknown_times.push(time(&unknown, AuthError::UnknownUser));
+            known_times.push(time(&known, AuthError::WrongResponse));
+        }
+    }
+    known_times.sort();
+    unknown_times.sort();
+    let quartile = known_times.len() / 4;
+    let (known_q, unknown_q) = (known_times[quartile], unknown_times[quartile]);
+    let ratio = unknown_q.as_secs_f64() / known_q.as_secs_f64();
+    assert!(
+        (0.8..1.25).contains(&ratio),
+        "unknown/known lower-quartile time ratio {ratio:.2} (known {known_q:?}, unknown {unknown_q:?})"
+    );
+}
+
 #[test]
 fn replayed_nc_is_rejected_and_increasing_nc_accepted() {
     let server = server();
