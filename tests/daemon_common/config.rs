@@ -161,6 +161,11 @@ pub struct DaemonSpec {
     pub env: Vec<(String, String)>,
     /// More `[sip]` keys, written at the end of that section (e.g. `auth_max_failures`).
     pub sip_toml: String,
+    /// More `[daemon]` keys (e.g. `node_id`, `max_calls`).
+    pub daemon_toml: String,
+    /// `[store] database` instead of the daemon's own SQLite file (e.g. a PostgreSQL
+    /// database shared by several nodes).
+    pub database: Option<String>,
 }
 
 impl DaemonSpec {
@@ -178,12 +183,27 @@ impl DaemonSpec {
             extra_toml: String::new(),
             env: Vec::new(),
             sip_toml: String::new(),
+            daemon_toml: String::new(),
+            database: None,
         }
     }
 
     /// Sets an environment variable of the daemon process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds `toml` (key lines) to the `[daemon]` section.
+    pub fn daemon_toml(mut self, toml: &str) -> Self {
+        self.daemon_toml.push_str(toml);
+        self.daemon_toml.push('\n');
+        self
+    }
+
+    /// `[store] database`, instead of a SQLite file in the daemon's own directory.
+    pub fn database(mut self, url: &str) -> Self {
+        self.database = Some(url.to_owned());
         self
     }
 
@@ -267,7 +287,12 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let _ = writeln!(
         t,
         "database = {}",
-        toml_str(&format!("sqlite://{dir}/t.db"))
+        toml_str(
+            &spec
+                .database
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{dir}/t.db"))
+        )
     );
     let _ = writeln!(
         t,
@@ -280,6 +305,7 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let _ = writeln!(t, "limit = {}", spec.limit);
     let _ = writeln!(t, "\n[daemon]");
     let _ = writeln!(t, "grace_ms = {}", spec.grace_ms);
+    t.push_str(&spec.daemon_toml);
     if let Some(ms) = spec.survey_timeout_ms {
         let _ = writeln!(t, "\n[survey]\ntimeout_ms = {ms}");
     }
