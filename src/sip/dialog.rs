@@ -250,10 +250,8 @@ mod tests {
     #[test]
     fn uac_dialog_reverses_route_set_and_orders_cseq() {
         let inv = invite();
-        let mut resp = response_to(&inv, 180, None, Some("theirs"));
-        for rr in inv.headers.get_all(&HeaderName::RecordRoute) {
-            resp.headers.push(HeaderName::RecordRoute, rr.clone());
-        }
+        // response_to copies the Record-Route, as the far UAS does.
+        let resp = response_to(&inv, 180, None, Some("theirs"));
         let mut d = Dialog::uac(&inv, &resp).unwrap();
         assert_eq!(d.state, DialogState::Early);
         assert_eq!(d.route_set[0].uri.to_string(), "sip:p2.example;lr");
@@ -267,5 +265,24 @@ mod tests {
             d.on_remote_request(&in_dialog),
             Err(DialogError::OutOfOrder { .. })
         ));
+    }
+
+    #[test]
+    fn dialog_forming_responses_carry_the_record_route() {
+        let inv = invite();
+        let rr = |resp: &Response| resp.headers.get_all(&HeaderName::RecordRoute).count();
+        // Both values of the request's one Record-Route line, in order.
+        let ringing = response_to(&inv, 180, None, Some("t"));
+        assert_eq!(rr(&ringing), 2);
+        assert_eq!(
+            ringing.record_routes()[0].uri.to_string(),
+            "sip:p1.example;lr"
+        );
+        assert_eq!(rr(&response_to(&inv, 200, None, Some("t"))), 2);
+        assert_eq!(rr(&response_to(&inv, 100, None, None)), 0);
+        assert_eq!(rr(&response_to(&inv, 486, None, Some("t"))), 0);
+        let mut options = inv.clone();
+        options.method = Method::Options;
+        assert_eq!(rr(&response_to(&options, 200, None, Some("t"))), 0);
     }
 }
