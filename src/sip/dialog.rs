@@ -137,6 +137,14 @@ impl Dialog {
         })
     }
 
+    /// Where in-dialog requests are sent (RFC 3261 §12.2.1.1, §8.1.2): the first entry of
+    /// the route set (a record-routing proxy) when there is one, else the remote target.
+    pub fn next_hop(&self) -> &Uri {
+        self.route_set
+            .first()
+            .map_or(&self.remote_target, |route| &route.uri)
+    }
+
     /// A new in-dialog request (RFC 3261 §12.2.1.1). Takes the next CSeq, except for
     /// ACK and CANCEL which reuse the INVITE's.
     pub fn request(&mut self, method: Method) -> Request {
@@ -241,6 +249,9 @@ mod tests {
         assert_eq!(d.state, DialogState::Confirmed);
         let bye = d.request(Method::Bye);
         assert_eq!(bye.uri.to_string(), "sip:caller@127.0.0.1:5070");
+        assert_eq!(d.next_hop().to_string(), "sip:p1.example;lr");
+        d.route_set.clear();
+        assert_eq!(d.next_hop().to_string(), "sip:caller@127.0.0.1:5070");
         assert_eq!(bye.routes().len(), 2);
         assert_eq!(bye.routes()[0].uri.to_string(), "sip:p1.example;lr");
         assert_eq!(bye.cseq().unwrap().seq, 1);
@@ -255,6 +266,7 @@ mod tests {
         let mut d = Dialog::uac(&inv, &resp).unwrap();
         assert_eq!(d.state, DialogState::Early);
         assert_eq!(d.route_set[0].uri.to_string(), "sip:p2.example;lr");
+        assert_eq!(d.next_hop().to_string(), "sip:p2.example;lr");
         assert_eq!(d.ack(7).cseq().unwrap().seq, 7);
         assert_eq!(d.request(Method::Bye).cseq().unwrap().seq, 8);
         let mut in_dialog = d.request(Method::Info);
