@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::tls::TestCerts;
 use super::QUEUE_NUMBER;
 
 // ---------------------------------------------------------------------------------------
@@ -157,6 +158,18 @@ pub struct DaemonSpec {
     pub survey_timeout_ms: Option<u64>,
     /// More TOML, appended as is (e.g. `[[trunks]]`, `[calendar]`).
     pub extra_toml: String,
+    /// TLS: a `tls:` SIP listener, HTTPS, or both.
+    pub tls: Option<TlsSpec>,
+}
+
+/// TLS in a test config, with the files of [`TestCerts`]: `[sip] tls_cert`, `tls_key`
+/// and `tls_ca` (the test CA) always; a `tls:` listener on `sip_port` when set;
+/// `[http] tls_cert`/`tls_key` (HTTPS only) when `https`.
+#[derive(Clone, Debug)]
+pub struct TlsSpec {
+    pub certs: TestCerts,
+    pub sip_port: Option<u16>,
+    pub https: bool,
 }
 
 impl DaemonSpec {
@@ -172,7 +185,14 @@ impl DaemonSpec {
             trusted_peers: None,
             survey_timeout_ms: None,
             extra_toml: String::new(),
+            tls: None,
         }
+    }
+
+    /// TLS for this daemon (see [`TlsSpec`]).
+    pub fn tls(mut self, tls: TlsSpec) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Appends `toml` to the config (sections the spec has no field for).
@@ -221,14 +241,22 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let dir = at.dir.display().to_string();
     let mut t = String::new();
     let _ = writeln!(t, "[sip]");
-    let _ = writeln!(
-        t,
-        "listen = {}",
-        toml_list(&[
-            format!("udp:127.0.0.1:{}", at.sip_port),
-            format!("tcp:127.0.0.1:{}", at.sip_port)
-        ])
-    );
+    let mut listen = vec![
+        format!("udp:127.0.0.1:{}", at.sip_port),
+        format!("tcp:127.0.0.1:{}", at.sip_port),
+    ];
+    if let Some(port) = spec.tls.as_ref().and_then(|tls| tls.sip_port) {
+        listen.push(format!("tls:127.0.0.1:{port}"));
+    }
+    let _ = writeln!(t, "listen = {}", toml_list(&listen));
+    if let Some(tls) = &spec.tls {
+        let path = |p: PathBuf| toml_str(&p.display().to_string());
+        if tls.sip_port.is_some() {
+            let _ = writeln!(t, "tls_cert = {}", path(tls.certs.cert()));
+            let _ = writeln!(t, "tls_key = {}", path(tls.certs.key()));
+        }
+        let _ = writeln!(t, "tls_ca = {}", path(tls.certs.ca()));
+    }
     let _ = writeln!(t, "realm = \"threering\"");
     let _ = writeln!(t, "t1_ms = {}", spec.t1_ms);
     if let Some(peers) = &spec.trusted_peers {
@@ -239,6 +267,11 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let _ = writeln!(t, "rtp_ports = [{}, {}]", at.rtp.0, at.rtp.1);
     let _ = writeln!(t, "\n[http]");
     let _ = writeln!(t, "listen = \"127.0.0.1:{}\"", at.http_port);
+    if let Some(tls) = spec.tls.as_ref().filter(|tls| tls.https) {
+        let path = |p: PathBuf| toml_str(&p.display().to_string());
+        let _ = writeln!(t, "tls_cert = {}", path(tls.certs.cert()));
+        let _ = writeln!(t, "tls_key = {}", path(tls.certs.key()));
+    }
     let _ = writeln!(t, "\n[[http.tokens]]");
     let _ = writeln!(t, "name = \"test\"");
     let _ = writeln!(t, "role = \"admin\"");
