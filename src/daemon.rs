@@ -121,12 +121,9 @@ pub async fn run(
     let http_token = root.child_token();
     let http_stop = http_token.clone();
     let http_task = tokio::spawn(async move {
-        if let Err(e) = http::serve_with_tls(
-            http_listener,
-            http_tls,
-            state,
-            async move { http_stop.cancelled().await },
-        )
+        if let Err(e) = http::serve_with_tls(http_listener, http_tls, state, async move {
+            http_stop.cancelled().await
+        })
         .await
         {
             tracing::error!(error = %e, "HTTP server failed");

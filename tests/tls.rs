@@ -57,17 +57,18 @@ fn a_call_through_kamailio_reaches_the_daemon_and_the_agent_over_tls() {
     // The agent is reached through Kamailio's TLS port; Kamailio passes the INVITE on
     // to the SIPp agent over UDP.
     let agent = AgentSpec {
-        contact: Some(format!(
-            "sip:1001@127.0.0.1:{kamailio_tls};transport=tls"
-        )),
+        contact: Some(format!("sip:1001@127.0.0.1:{kamailio_tls};transport=tls")),
         ..AgentSpec::at("1001", agent_port)
     };
-    let spec = DaemonSpec::new(vec![agent], vec![QueueSpec::consult("longest-idle", &["1001"])])
-        .tls(TlsSpec {
-            certs: certs.clone(),
-            sip_port: Some(daemon_tls),
-            https: false,
-        });
+    let spec = DaemonSpec::new(
+        vec![agent],
+        vec![QueueSpec::consult("longest-idle", &["1001"])],
+    )
+    .tls(TlsSpec {
+        certs: certs.clone(),
+        sip_port: Some(daemon_tls),
+        https: false,
+    });
     let daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
     let kamailio = Kamailio::start(
         kamailio_udp,
@@ -86,7 +87,10 @@ fn a_call_through_kamailio_reaches_the_daemon_and_the_agent_over_tls() {
         std::thread::sleep(Duration::from_millis(250));
     }
     if let Err(e) = ready {
-        panic!("{}", daemon.report(&format!("OPTIONS via Kamailio over TLS: {e}")));
+        panic!(
+            "{}",
+            daemon.report(&format!("OPTIONS via Kamailio over TLS: {e}"))
+        );
     }
 
     let agent = Sipp::agent("agent 1001", "daemon_uas_answer_rr.xml", agent_port, &ports)
@@ -96,16 +100,24 @@ fn a_call_through_kamailio_reaches_the_daemon_and_the_agent_over_tls() {
         .pause_ms(1000)
         .run();
     let agent = agent.wait_at_most(Duration::from_secs(15));
-    assert_all_ok(&[&caller, &agent], "SIPp → Kamailio → TLS → threering → TLS → Kamailio → SIPp");
+    assert_all_ok(
+        &[&caller, &agent],
+        "SIPp → Kamailio → TLS → threering → TLS → Kamailio → SIPp",
+    );
 
     let call = daemon.the_one_call();
     let mut checks = Checks::new();
     checks.str_eq(&call, "agent", "1001");
     checks.str_eq(&call, "hangup_side", "caller");
-    checks.that(caller.rtp() > 0 && agent.rtp() > 0, "media flowed both ways");
+    checks.that(
+        caller.rtp() > 0 && agent.rtp() > 0,
+        "media flowed both ways",
+    );
     // The INVITE to the agent left the daemon over TLS (its Via, under Kamailio's).
     checks.that(
-        agent.messages.contains(&format!("SIP/2.0/TLS 127.0.0.1:{daemon_tls}")),
+        agent
+            .messages
+            .contains(&format!("SIP/2.0/TLS 127.0.0.1:{daemon_tls}")),
         "the agent's INVITE carries the daemon's TLS Via",
     );
     // The caller sees our TLS Contact and Kamailio's Record-Route (copied into the 200),
@@ -127,9 +139,21 @@ fn a_call_through_kamailio_reaches_the_daemon_and_the_agent_over_tls() {
             .any(|l| l.contains(&format!("in: {method} ")) && l.contains(&format!("over {over} ")))
     };
     for (method, over, what) in [
-        ("INVITE", "tls", "the daemon's INVITE to the agent came to Kamailio over TLS"),
-        ("ACK", "tls", "the daemon's ACK to the agent followed the route set over TLS"),
-        ("BYE", "tls", "the daemon's BYE to the agent followed the route set over TLS"),
+        (
+            "INVITE",
+            "tls",
+            "the daemon's INVITE to the agent came to Kamailio over TLS",
+        ),
+        (
+            "ACK",
+            "tls",
+            "the daemon's ACK to the agent followed the route set over TLS",
+        ),
+        (
+            "BYE",
+            "tls",
+            "the daemon's BYE to the agent followed the route set over TLS",
+        ),
         ("BYE", "udp", "the caller's BYE went through Kamailio"),
     ] {
         checks.that(arrived(method, over), what);
@@ -173,8 +197,13 @@ fn sip_requests_over_tls_are_answered_on_their_connection() {
     assert!(answer.contains("Via: SIP/2.0/TLS"), "{answer}");
 
     // The same connection carries the next request: a REGISTER is challenged.
-    sip.send(&request("REGISTER", from, "tls-register-1", "Expires: 60\r\n"))
-        .unwrap();
+    sip.send(&request(
+        "REGISTER",
+        from,
+        "tls-register-1",
+        "Expires: 60\r\n",
+    ))
+    .unwrap();
     let answer = sip.recv(Duration::from_secs(5)).unwrap();
     assert_eq!(status_of(&answer), 401, "{answer}");
     assert!(answer.contains("WWW-Authenticate: Digest"), "{answer}");
@@ -183,7 +212,10 @@ fn sip_requests_over_tls_are_answered_on_their_connection() {
     // A client that does not trust our certificate gets no TLS session.
     let other = TestCerts::generate();
     let refused = TlsSip::connect(tls_addr, &other.client_config());
-    assert!(refused.is_err(), "a client with another CA completed a handshake");
+    assert!(
+        refused.is_err(),
+        "a client with another CA completed a handshake"
+    );
 
     // Plain SIP on the TLS port: the connection is closed, nothing is answered.
     let mut plain = TcpStream::connect(tls_addr).unwrap();
@@ -261,7 +293,10 @@ fn https_serves_health_and_the_api_and_refuses_plain_http_clearly() {
 
     // Without the CA, curl refuses our certificate (60: peer certificate not trusted).
     let (code, _) = curl(&[&format!("{base}/healthz")]);
-    assert_eq!(code, 60, "curl trusted the test certificate without --cacert");
+    assert_eq!(
+        code, 60,
+        "curl trusted the test certificate without --cacert"
+    );
 
     // Plain HTTP to the HTTPS port: a 400 with a JSON message, not a crash.
     let plain = format!("http://127.0.0.1:{}/healthz", daemon.at.http_port);
@@ -371,23 +406,28 @@ fn check_config_names_missing_and_broken_tls_files() {
     let bare = good.replacen(&cert_line, "", 1).replacen(&key_line, "", 1);
     let (ok, out) = checked(&write("bare.toml", &bare));
     assert!(!ok, "{out}");
-    assert!(out.contains("sip.tls_cert: required by the tls: entry"), "{out}");
+    assert!(
+        out.contains("sip.tls_cert: required by the tls: entry"),
+        "{out}"
+    );
     assert!(out.contains("sip.tls_key"), "{out}");
 
     // A key file that is not a key, named under its key.
     let junk = write("junk.pem", "not a key\n");
-    let broken = good.replacen(
-        &key_line,
-        &format!("tls_key = \"{}\"\n", junk.display()),
-        1,
-    );
+    let broken = good.replacen(&key_line, &format!("tls_key = \"{}\"\n", junk.display()), 1);
     let (ok, out) = checked(&write("broken.toml", &broken));
     assert!(!ok, "{out}");
-    assert!(out.contains("sip.tls_key:") && out.contains("no private key"), "{out}");
+    assert!(
+        out.contains("sip.tls_key:") && out.contains("no private key"),
+        "{out}"
+    );
 
     // HTTPS with a missing certificate file.
     let missing = good.replace(
-        &format!("[http]\nlisten = \"127.0.0.1:{}\"\n{cert_line}", at.http_port),
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{}\"\n{cert_line}",
+            at.http_port
+        ),
         &format!(
             "[http]\nlisten = \"127.0.0.1:{}\"\ntls_cert = \"/nonexistent/cert.pem\"\n",
             at.http_port
@@ -396,5 +436,8 @@ fn check_config_names_missing_and_broken_tls_files() {
     assert_ne!(missing, good, "the [http] block was not found to edit");
     let (ok, out) = checked(&write("missing.toml", &missing));
     assert!(!ok, "{out}");
-    assert!(out.contains("http.tls_cert: cannot read /nonexistent/cert.pem"), "{out}");
+    assert!(
+        out.contains("http.tls_cert: cannot read /nonexistent/cert.pem"),
+        "{out}"
+    );
 }

@@ -50,7 +50,10 @@ impl Config {
         let sip = &self.sip;
         let listen = self.sip_tls_listen();
         if listen {
-            for (key, value) in [("sip.tls_cert", &sip.tls_cert), ("sip.tls_key", &sip.tls_key)] {
+            for (key, value) in [
+                ("sip.tls_cert", &sip.tls_cert),
+                ("sip.tls_key", &sip.tls_key),
+            ] {
                 if value.is_none() {
                     problems.push(ConfigProblem::new(
                         key,

@@ -166,12 +166,10 @@ impl Config {
                     format!("trunks[{i}].transport"),
                     "udp, tcp or tls",
                 )),
-                Some(Protocol::Tls) if !self.sip_tls_listen() => {
-                    problems.push(ConfigProblem::new(
-                        format!("trunks[{i}].transport"),
-                        "tls needs a tls: entry in sip.listen (the trunk answers to our TLS Contact)",
-                    ))
-                }
+                Some(Protocol::Tls) if !self.sip_tls_listen() => problems.push(ConfigProblem::new(
+                    format!("trunks[{i}].transport"),
+                    "tls needs a tls: entry in sip.listen (the trunk answers to our TLS Contact)",
+                )),
                 Some(_) => {}
             }
             if trunk.username.is_some() != trunk.password.is_some() {
@@ -518,7 +516,10 @@ mod tests {
         assert_eq!(contact_problem("sip:1001@127.0.0.1:5071", false), None);
         assert!(contact_problem("tel:+861012345", true).is_some());
         assert!(contact_problem("1001@127.0.0.1", true).is_some());
-        for tls in ["sips:1001@127.0.0.1", "sip:1001@127.0.0.1:5071;transport=tls"] {
+        for tls in [
+            "sips:1001@127.0.0.1",
+            "sip:1001@127.0.0.1:5071;transport=tls",
+        ] {
             let problem = contact_problem(tls, false).expect(tls);
             assert!(problem.contains("tls: entry"), "{problem}");
             assert_eq!(contact_problem(tls, true), None);
@@ -532,6 +533,9 @@ mod tests {
         let problems = config.validate();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "sip.listen");
-        assert!(problems[0].message.contains("udp, tcp or tls"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("udp, tcp or tls"),
+            "{problems:?}"
+        );
     }
 }

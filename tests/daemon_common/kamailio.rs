@@ -99,7 +99,11 @@ impl Kamailio {
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 panic!("kamailio exited ({status}) at start:\n{}", self.log_tail());
             }
@@ -109,7 +113,10 @@ impl Kamailio {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!("kamailio did not listen within {START_TIMEOUT:?}:\n{}", self.log_tail());
+                panic!(
+                    "kamailio did not listen within {START_TIMEOUT:?}:\n{}",
+                    self.log_tail()
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }

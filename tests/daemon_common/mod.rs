@@ -50,9 +50,7 @@ pub use base::{
 #[allow(unused_imports)]
 pub use checks::{attempts, int_field, pretty, str_field, Checks};
 #[allow(unused_imports)]
-pub use config::{
-    config_toml, token_sha256, AgentSpec, DaemonSpec, Placement, QueueSpec, TlsSpec,
-};
+pub use config::{config_toml, token_sha256, AgentSpec, DaemonSpec, Placement, QueueSpec, TlsSpec};
 #[allow(unused_imports)]
 pub use daemon::{check_config, Daemon};
 #[allow(unused_imports)]

@@ -28,14 +28,36 @@ impl TestCerts {
         let dir = TempDir::new().expect("temp dir for the certificates");
         let at = |name: &str| dir.path().join(name).display().to_string();
         openssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-days", "2", "-subj", "/CN=threering test CA",
-            "-keyout", &at("ca.key"), "-out", &at("ca.pem"),
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=threering test CA",
+            "-keyout",
+            &at("ca.key"),
+            "-out",
+            &at("ca.pem"),
         ]);
         openssl(&[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", &at("key.pem"), "-out", &at("leaf.csr"),
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &at("key.pem"),
+            "-out",
+            &at("leaf.csr"),
         ]);
         std::fs::write(
             dir.path().join("leaf.ext"),
@@ -46,9 +68,22 @@ impl TestCerts {
         )
         .expect("write leaf.ext");
         openssl(&[
-            "x509", "-req", "-days", "2", "-set_serial", "2",
-            "-in", &at("leaf.csr"), "-CA", &at("ca.pem"), "-CAkey", &at("ca.key"),
-            "-extfile", &at("leaf.ext"), "-out", &at("cert.pem"),
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-set_serial",
+            "2",
+            "-in",
+            &at("leaf.csr"),
+            "-CA",
+            &at("ca.pem"),
+            "-CAkey",
+            &at("ca.key"),
+            "-extfile",
+            &at("leaf.ext"),
+            "-out",
+            &at("cert.pem"),
         ]);
         TestCerts { dir: Arc::new(dir) }
     }
@@ -97,7 +132,9 @@ fn openssl(args: &[&str]) {
 pub fn client_trusting(ca: &Path) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("read the CA file") {
-        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a CA certificate");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
@@ -178,7 +215,11 @@ impl TlsSip {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err("the server closed the TLS connection".into()),
                 Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(format!("TLS read: {e}")),
             }
         }

@@ -191,14 +191,29 @@ mod tests {
             })
         };
         assert_eq!(target("sip:a@127.0.0.1"), t(Protocol::Udp, 5060));
-        assert_eq!(target("sip:a@127.0.0.1:7;transport=TCP"), t(Protocol::Tcp, 7));
-        assert_eq!(target("sip:a@127.0.0.1;transport=tls"), t(Protocol::Tls, 5061));
-        assert_eq!(target("sip:a@127.0.0.1:9;transport=tls"), t(Protocol::Tls, 9));
+        assert_eq!(
+            target("sip:a@127.0.0.1:7;transport=TCP"),
+            t(Protocol::Tcp, 7)
+        );
+        assert_eq!(
+            target("sip:a@127.0.0.1;transport=tls"),
+            t(Protocol::Tls, 5061)
+        );
+        assert_eq!(
+            target("sip:a@127.0.0.1:9;transport=tls"),
+            t(Protocol::Tls, 9)
+        );
         assert_eq!(target("sips:a@127.0.0.1"), t(Protocol::Tls, 5061));
         // A sips: URI is never reached over a plain transport, whatever it says.
-        assert_eq!(target("sips:a@127.0.0.1:8;transport=tcp"), t(Protocol::Tls, 8));
+        assert_eq!(
+            target("sips:a@127.0.0.1:8;transport=tcp"),
+            t(Protocol::Tls, 8)
+        );
         // An unknown transport falls back to UDP, as before.
-        assert_eq!(target("sip:a@127.0.0.1;transport=sctp"), t(Protocol::Udp, 5060));
+        assert_eq!(
+            target("sip:a@127.0.0.1;transport=sctp"),
+            t(Protocol::Udp, 5060)
+        );
         assert_eq!(target("sip:a@example.com;transport=tls"), None);
     }
 }
