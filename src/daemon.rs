@@ -27,6 +27,8 @@ pub enum DaemonError {
     Store(#[from] crate::store::StoreError),
     #[error("media: {0}")]
     Media(#[from] crate::media::MediaError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {what}: {source}")]
     Listen {
         what: String,
@@ -68,8 +70,12 @@ pub async fn run(
     let metrics = crate::metrics::install();
 
     let listen = config.sip_listen_specs().map_err(DaemonError::Config)?;
+    // Certificates are read once, here; a file changed since `check-config` is caught.
+    let sip_tls = config.sip_tls()?;
+    let http_tls = config.http_tls()?;
     let endpoint_config = EndpointConfig {
         listen,
+        tls: Some(sip_tls),
         timers: TimerConfig {
             t1: Duration::from_millis(config.sip.t1_ms),
             ..TimerConfig::default()
@@ -117,11 +123,9 @@ pub async fn run(
     let http_token = root.child_token();
     let http_stop = http_token.clone();
     let http_task = tokio::spawn(async move {
-        if let Err(e) = http::serve(
-            http_listener,
-            state,
-            async move { http_stop.cancelled().await },
-        )
+        if let Err(e) = http::serve_with_tls(http_listener, http_tls, state, async move {
+            http_stop.cancelled().await
+        })
         .await
         {
             tracing::error!(error = %e, "HTTP server failed");

@@ -1,7 +1,8 @@
 //! threering: a SIP call-center daemon. See `DESIGN.md` in the shared folder for the
 //! architecture: `sip` is the protocol core and knows nothing about call centers; `call`
 //! is call control (queues, agents, ring timing); `media` relays RTP and knows nothing
-//! about SIP; `store` persists call records; `http` serves the API and metrics.
+//! about SIP; `store` persists call records; `http` serves the API and metrics;
+//! `tls` loads certificates and keys for SIP over TLS and HTTPS.
 pub mod alarms;
 pub mod archive;
 pub mod call;
@@ -18,4 +19,5 @@ pub mod reports;
 pub mod sip;
 pub mod store;
 pub mod tickets;
+pub mod tls;
 pub mod users;

@@ -125,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { config } => {
                 let config = load_config(config.as_ref())?;
+                let scheme = if config.https() { "https" } else { "http" };
                 let (stop_tx, stop_rx) = mpsc::channel(2);
                 tokio::spawn(forward_signals(stop_tx));
                 daemon::run(config, stop_rx, |sip, http| {
@@ -132,7 +133,7 @@ fn main() -> anyhow::Result<()> {
                     for spec in sip {
                         let _ = writeln!(out, "listening {spec}");
                     }
-                    let _ = writeln!(out, "listening http:{http}");
+                    let _ = writeln!(out, "listening {scheme}:{http}");
                     let _ = out.flush();
                 })
                 .await

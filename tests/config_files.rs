@@ -133,7 +133,7 @@ fn every_problem_is_reported_not_just_the_first() {
         .replace(r#"agents = ["1001"]"#, r#"agents = ["9999"]"#)
         .replace("[rings]", "[rings]\ncadence_ms = 0\ntarget = 4\nlimit = 3")
         .replace("rtp_ports = [20000, 29999]", "rtp_ports = [29999, 20000]")
-        .replace(r#""udp:127.0.0.1:5060""#, r#""tls:127.0.0.1:5061""#)
+        .replace(r#""udp:127.0.0.1:5060""#, r#""sctp:127.0.0.1:5061""#)
         .replace(
             r#"numbers = ["4008001234"]"#,
             "numbers = [\"4008001234\"]\noverflow = \"consult\"\nring_timeout_ms = 0",
@@ -157,7 +157,7 @@ fn every_problem_is_reported_not_just_the_first() {
         assert!(keys.contains(&key), "no problem at {key}: {problems:#?}");
     }
     let listed = ConfigError::Invalid { problems }.to_string();
-    assert!(listed.contains("not supported yet"), "{listed}");
+    assert!(listed.contains("udp, tcp or tls"), "{listed}");
 }
 
 #[test]

@@ -19,7 +19,8 @@ fn the_auth_section_has_defaults_and_its_problems_name_their_keys() {
     let config = Config::embedded();
     assert_eq!(config.auth.session_ttl_minutes, 480);
     assert_eq!(config.auth.login_attempts_per_minute, 10);
-    assert!(!config.auth.cookie_secure);
+    // Not Secure by default over plain HTTP (HTTPS turns it on: tests/tls.rs).
+    assert_eq!(config.auth.cookie_secure, Some(false));
 
     let bad = Config::EMBEDDED
         .replace("session_ttl_minutes = 480", "session_ttl_minutes = 0")
@@ -36,7 +37,7 @@ fn the_auth_section_has_defaults_and_its_problems_name_their_keys() {
         keys,
         ["auth.session_ttl_minutes", "auth.login_attempts_per_minute"]
     );
-    let typo = Config::EMBEDDED.replace("cookie_secure = false", "cookie_secur = false");
+    let typo = Config::EMBEDDED.replace("[auth]\n", "[auth]\ncookie_secur = false\n");
     assert!(Config::from_toml(&typo)
         .unwrap_err()
         .to_string()

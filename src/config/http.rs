@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -13,9 +14,18 @@ pub struct AuthConfig {
     pub session_ttl_minutes: u64,
     /// Failed logins allowed per minute, per user name and per source IP; then 429.
     pub login_attempts_per_minute: u32,
-    /// Mark the session cookie `Secure` (only sent over HTTPS). Off by default because
-    /// the default listens on 127.0.0.1 over plain HTTP.
-    pub cookie_secure: bool,
+    /// Mark the session cookie `Secure` (only sent over HTTPS). When not set: on when
+    /// `[http]` serves HTTPS (`tls_cert`), off otherwise (the default listens on
+    /// 127.0.0.1 over plain HTTP). Set it to true behind a reverse proxy that terminates
+    /// HTTPS. [`Config::from_toml`](super::Config::from_toml) fills it in.
+    pub cookie_secure: Option<bool>,
+}
+
+impl AuthConfig {
+    /// Whether the session cookie carries `Secure`.
+    pub fn secure_cookie(&self) -> bool {
+        self.cookie_secure.unwrap_or(false)
+    }
 }
 
 impl Default for AuthConfig {
@@ -23,7 +33,7 @@ impl Default for AuthConfig {
         AuthConfig {
             session_ttl_minutes: 480,
             login_attempts_per_minute: 10,
-            cookie_secure: false,
+            cookie_secure: None,
         }
     }
 }
@@ -71,6 +81,12 @@ pub struct HttpConfig {
     /// API bearer tokens. With none, every `/api` request is refused.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// PEM certificate chain (leaf first): with `tls_key`, `listen` serves HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One API token. Only the SHA-256 of the token is stored, so a leaked config file does

@@ -14,6 +14,7 @@
 mod calls;
 mod http;
 mod tickets;
+mod tls;
 mod validate;
 
 use std::fmt;
@@ -110,6 +111,17 @@ pub struct SipConfig {
     /// How long a lockout lasts: credentials from it are refused (403) unchecked.
     #[serde(default = "default_auth_lockout_s")]
     pub auth_lockout_s: u64,
+    /// PEM certificate chain (leaf first) presented by the `tls:` listeners; required
+    /// when `listen` has one.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates trusted for outbound TLS besides the system's roots (a
+    /// private CA, a trunk's self-signed CA).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl SipConfig {
@@ -249,15 +261,23 @@ impl Config {
 
     /// Parses and validates.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             message: e.to_string(),
         })?;
+        config.apply_defaults();
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(ConfigError::Invalid { problems })
         }
+    }
+
+    /// Fills in the defaults that depend on other keys: the session cookie is `Secure`
+    /// unless the file says otherwise when the pages are served over HTTPS.
+    pub(crate) fn apply_defaults(&mut self) {
+        let https = self.https();
+        self.auth.cookie_secure.get_or_insert(https);
     }
 
     /// Reads, parses and validates a file; parse errors are prefixed with its path.

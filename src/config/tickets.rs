@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::Secret;
+use crate::sip::transport::Protocol;
 
 /// `[tickets]`: what the form offers and when a survey reopens a ticket.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -144,9 +145,10 @@ impl CallbacksConfig {
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
     pub name: String,
-    /// `IP:PORT`, or an IP for port 5060 (host names are not resolved).
+    /// `IP:PORT`, or an IP for port 5060 (5061 over TLS); host names are not resolved.
     pub address: String,
-    /// udp | tcp
+    /// udp | tcp | tls (TLS verifies the trunk's certificate for its IP address against
+    /// the system roots and `[sip] tls_ca`).
     #[serde(default = "default_trunk_transport")]
     pub transport: String,
     /// Digest credentials, when the trunk challenges our INVITEs.
@@ -164,8 +166,10 @@ fn default_trunk_transport() -> String {
 }
 
 impl TrunkConfig {
-    /// `address` as IP:PORT; a bare IP means port 5060.
+    /// `address` as IP:PORT; a bare IP means the transport's default port (5060, or
+    /// 5061 for TLS).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
+        let default_port = self.protocol().map_or(5060, Protocol::default_port);
         let address = self.address.trim();
         address
             .parse()
@@ -174,24 +178,23 @@ impl TrunkConfig {
                 address
                     .parse::<IpAddr>()
                     .ok()
-                    .map(|ip| SocketAddr::new(ip, 5060))
+                    .map(|ip| SocketAddr::new(ip, default_port))
             })
             .or_else(|| {
                 let bare = address.strip_prefix('[')?.strip_suffix(']')?;
                 bare.parse::<IpAddr>()
                     .ok()
-                    .map(|ip| SocketAddr::new(ip, 5060))
+                    .map(|ip| SocketAddr::new(ip, default_port))
             })
     }
 
+    /// The protocol `transport` names, if it is one.
+    pub fn protocol(&self) -> Option<Protocol> {
+        Protocol::from_name(&self.transport)
+    }
+
     /// Where the trunk is, when `address` and `transport` are valid.
-    pub fn target(&self) -> Option<(SocketAddr, crate::sip::transport::Protocol)> {
-        let addr = self.socket_addr()?;
-        let protocol = match self.transport.to_ascii_lowercase().as_str() {
-            "udp" => crate::sip::transport::Protocol::Udp,
-            "tcp" => crate::sip::transport::Protocol::Tcp,
-            _ => return None,
-        };
-        Some((addr, protocol))
+    pub fn target(&self) -> Option<(SocketAddr, Protocol)> {
+        Some((self.socket_addr()?, self.protocol()?))
     }
 }

@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::{ip_matches, Config, ConfigProblem};
-use crate::sip::transport::ListenSpec;
+use crate::sip::endpoint::target_for_uri;
+use crate::sip::transport::{ListenSpec, Protocol};
 use crate::sip::Uri;
 
 /// Longest `[sip] auth_failure_window_s` and `auth_lockout_s`: a week.
@@ -34,6 +35,7 @@ impl Config {
             problems.push(ConfigProblem::new(format!("reports.{key}"), message));
         }
         self.check_auth(&mut problems);
+        self.check_tls(&mut problems);
         problems
     }
 
@@ -162,11 +164,16 @@ impl Config {
                     ),
                 ));
             }
-            if !matches!(trunk.transport.to_ascii_lowercase().as_str(), "udp" | "tcp") {
-                problems.push(ConfigProblem::new(
+            match trunk.protocol() {
+                None => problems.push(ConfigProblem::new(
                     format!("trunks[{i}].transport"),
-                    "udp or tcp",
-                ));
+                    "udp, tcp or tls",
+                )),
+                Some(Protocol::Tls) if !self.sip_tls_listen() => problems.push(ConfigProblem::new(
+                    format!("trunks[{i}].transport"),
+                    "tls needs a tls: entry in sip.listen (the trunk answers to our TLS Contact)",
+                )),
+                Some(_) => {}
             }
             if trunk.username.is_some() != trunk.password.is_some() {
                 problems.push(ConfigProblem::new(
@@ -353,7 +360,7 @@ impl Config {
                 ));
             }
             if let Some(contact) = &agent.contact {
-                if let Some(message) = contact_problem(contact) {
+                if let Some(message) = contact_problem(contact, self.sip_tls_listen()) {
                     problems.push(ConfigProblem::new(format!("agents[{i}].contact"), message));
                 }
             }
@@ -463,15 +470,19 @@ impl Config {
     }
 }
 
-/// Why a fixed agent contact cannot be rung, if it cannot.
-fn contact_problem(contact: &str) -> Option<String> {
+/// Why a fixed agent contact cannot be rung, if it cannot. A contact reached over TLS
+/// (`sips:` or `;transport=tls`) needs a `tls:` listener: the agent's phone sends its
+/// in-dialog requests to our TLS Contact.
+fn contact_problem(contact: &str, tls_listen: bool) -> Option<String> {
     match Uri::parse(contact) {
-        Ok(Uri::Sip(uri)) if uri.secure => Some(format!(
-            "{contact:?}: sips: needs TLS, which is not supported yet"
-        )),
-        Ok(Uri::Sip(_)) => None,
+        Ok(uri @ Uri::Sip(_)) => {
+            let tls = target_for_uri(&uri).is_some_and(|t| t.protocol == Protocol::Tls);
+            (tls && !tls_listen).then(|| {
+                format!("{contact:?} is reached over TLS, which needs a tls: entry in sip.listen")
+            })
+        }
         Ok(other) => Some(format!(
-            "{contact:?}: expected a sip: URI, not {}:",
+            "{contact:?}: expected a sip: or sips: URI, not {}:",
             other.scheme()
         )),
         Err(e) => Some(format!("{contact:?}: {e}")),
@@ -521,20 +532,30 @@ mod tests {
     }
 
     #[test]
-    fn contacts_must_be_plain_sip_uris() {
-        assert_eq!(contact_problem("sip:1001@127.0.0.1:5071"), None);
-        assert!(contact_problem("tel:+861012345").is_some());
-        assert!(contact_problem("sips:1001@example.com").is_some());
-        assert!(contact_problem("1001@127.0.0.1").is_some());
+    fn contacts_must_be_sip_uris_and_tls_ones_need_a_tls_listener() {
+        assert_eq!(contact_problem("sip:1001@127.0.0.1:5071", false), None);
+        assert!(contact_problem("tel:+861012345", true).is_some());
+        assert!(contact_problem("1001@127.0.0.1", true).is_some());
+        for tls in [
+            "sips:1001@127.0.0.1",
+            "sip:1001@127.0.0.1:5071;transport=tls",
+        ] {
+            let problem = contact_problem(tls, false).expect(tls);
+            assert!(problem.contains("tls: entry"), "{problem}");
+            assert_eq!(contact_problem(tls, true), None);
+        }
     }
 
     #[test]
-    fn tls_listen_is_refused_for_now() {
+    fn unknown_listen_protocols_are_refused() {
         let mut config = Config::embedded();
-        config.sip.listen.push("tls:127.0.0.1:5061".into());
+        config.sip.listen.push("sctp:127.0.0.1:5061".into());
         let problems = config.validate();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "sip.listen");
-        assert!(problems[0].message.contains("not supported yet"));
+        assert!(
+            problems[0].message.contains("udp, tcp or tls"),
+            "{problems:?}"
+        );
     }
 }

@@ -399,7 +399,7 @@ fn set_cookie(response: &mut Response, value: &str) {
 /// The session cookie for `secret`. No Max-Age: the browser drops it when it closes,
 /// and the server ends the session after `[auth] session_ttl_minutes` without use.
 fn session_cookie(state: &AppState, secret: &str) -> String {
-    let secure = if state.users.config().cookie_secure {
+    let secure = if state.users.config().secure_cookie() {
         "; Secure"
     } else {
         ""
@@ -408,7 +408,7 @@ fn session_cookie(state: &AppState, secret: &str) -> String {
 }
 
 fn clear_session_cookie(state: &AppState) -> String {
-    let secure = if state.users.config().cookie_secure {
+    let secure = if state.users.config().secure_cookie() {
         "; Secure"
     } else {
         ""

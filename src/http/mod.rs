@@ -38,6 +38,7 @@ mod reports;
 mod security;
 mod survey;
 mod tickets;
+mod tls;
 pub mod ui;
 mod users;
 
@@ -257,19 +258,45 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     response
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// Serves plain HTTP until `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_tls(listener, None, state, shutdown).await
+}
+
+/// Like [`serve`]; with `tls` (certificate, key, ALPN) the listener serves HTTPS only.
+pub async fn serve_with_tls(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let _upkeep = AbortOnDrop(tokio::spawn(metrics_upkeep(state.metrics.clone())));
     // With the peer address (ConnectInfo) in every request, for the audit log and the
     // login rate limit.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            // `tap_io` sets no-delay on the TCP stream under TLS; it also makes axum hand
+            // the listener's peer address to ConnectInfo (axum implements that for
+            // tapped listeners of any kind).
+            let listener = tls::TlsListener::new(listener, config)?.tap_io(|tls| {
+                let _ = tls.get_ref().0.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 async fn metrics_upkeep(handle: PrometheusHandle) {

@@ -137,6 +137,14 @@ impl Dialog {
         })
     }
 
+    /// Where in-dialog requests are sent (RFC 3261 §12.2.1.1, §8.1.2): the first entry of
+    /// the route set (a record-routing proxy) when there is one, else the remote target.
+    pub fn next_hop(&self) -> &Uri {
+        self.route_set
+            .first()
+            .map_or(&self.remote_target, |route| &route.uri)
+    }
+
     /// A new in-dialog request (RFC 3261 §12.2.1.1). Takes the next CSeq, except for
     /// ACK and CANCEL which reuse the INVITE's.
     pub fn request(&mut self, method: Method) -> Request {
@@ -241,6 +249,9 @@ mod tests {
         assert_eq!(d.state, DialogState::Confirmed);
         let bye = d.request(Method::Bye);
         assert_eq!(bye.uri.to_string(), "sip:caller@127.0.0.1:5070");
+        assert_eq!(d.next_hop().to_string(), "sip:p1.example;lr");
+        d.route_set.clear();
+        assert_eq!(d.next_hop().to_string(), "sip:caller@127.0.0.1:5070");
         assert_eq!(bye.routes().len(), 2);
         assert_eq!(bye.routes()[0].uri.to_string(), "sip:p1.example;lr");
         assert_eq!(bye.cseq().unwrap().seq, 1);
@@ -250,13 +261,12 @@ mod tests {
     #[test]
     fn uac_dialog_reverses_route_set_and_orders_cseq() {
         let inv = invite();
-        let mut resp = response_to(&inv, 180, None, Some("theirs"));
-        for rr in inv.headers.get_all(&HeaderName::RecordRoute) {
-            resp.headers.push(HeaderName::RecordRoute, rr.clone());
-        }
+        // response_to copies the Record-Route, as the far UAS does.
+        let resp = response_to(&inv, 180, None, Some("theirs"));
         let mut d = Dialog::uac(&inv, &resp).unwrap();
         assert_eq!(d.state, DialogState::Early);
         assert_eq!(d.route_set[0].uri.to_string(), "sip:p2.example;lr");
+        assert_eq!(d.next_hop().to_string(), "sip:p2.example;lr");
         assert_eq!(d.ack(7).cseq().unwrap().seq, 7);
         assert_eq!(d.request(Method::Bye).cseq().unwrap().seq, 8);
         let mut in_dialog = d.request(Method::Info);
@@ -267,5 +277,24 @@ mod tests {
             d.on_remote_request(&in_dialog),
             Err(DialogError::OutOfOrder { .. })
         ));
+    }
+
+    #[test]
+    fn dialog_forming_responses_carry_the_record_route() {
+        let inv = invite();
+        let rr = |resp: &Response| resp.headers.get_all(&HeaderName::RecordRoute).count();
+        // Both values of the request's one Record-Route line, in order.
+        let ringing = response_to(&inv, 180, None, Some("t"));
+        assert_eq!(rr(&ringing), 2);
+        assert_eq!(
+            ringing.record_routes()[0].uri.to_string(),
+            "sip:p1.example;lr"
+        );
+        assert_eq!(rr(&response_to(&inv, 200, None, Some("t"))), 2);
+        assert_eq!(rr(&response_to(&inv, 100, None, None)), 0);
+        assert_eq!(rr(&response_to(&inv, 486, None, Some("t"))), 0);
+        let mut options = inv.clone();
+        options.method = Method::Options;
+        assert_eq!(rr(&response_to(&options, 200, None, Some("t"))), 0);
     }
 }

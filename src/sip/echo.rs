@@ -120,11 +120,11 @@ impl Echo {
 
     fn contact_uri(&self, peer: &Peer) -> Uri {
         let (host, port) = self.endpoint.local_hostport(peer.protocol, peer.remote);
-        let transport = if peer.protocol.is_reliable() {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        let transport = peer
+            .protocol
+            .uri_param()
+            .map(|t| format!(";transport={t}"))
+            .unwrap_or_default();
         Uri::parse(&format!("sip:echo@{host}:{port}{transport}")).expect("own contact URI is valid")
     }
 

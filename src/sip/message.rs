@@ -346,11 +346,16 @@ pub fn response_to(
     to_tag: Option<&str>,
 ) -> Response {
     let mut resp = Response::new(status, reason.unwrap_or(reason_phrase(status)));
+    // A response that can establish a dialog carries the request's Record-Route, so
+    // the proxies that record-routed stay on the path of the peer's in-dialog requests
+    // (RFC 3261 §12.1.1).
+    let dialog_forming = req.method == Method::Invite && (101..300).contains(&status);
     for h in &req.headers.0 {
         match h.name {
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 resp.headers.0.push(h.clone());
             }
+            HeaderName::RecordRoute if dialog_forming => resp.headers.0.push(h.clone()),
             HeaderName::To => {
                 let mut value = h.value.clone();
                 if let Some(tag) = to_tag {

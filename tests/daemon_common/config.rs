@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::tls::TestCerts;
 use super::QUEUE_NUMBER;
 
 // ---------------------------------------------------------------------------------------
@@ -166,6 +167,18 @@ pub struct DaemonSpec {
     /// `[store] database` instead of the daemon's own SQLite file (e.g. a PostgreSQL
     /// database shared by several nodes).
     pub database: Option<String>,
+    /// TLS: a `tls:` SIP listener, HTTPS, or both.
+    pub tls: Option<TlsSpec>,
+}
+
+/// TLS in a test config, with the files of [`TestCerts`]: `[sip] tls_cert`, `tls_key`
+/// and `tls_ca` (the test CA) always; a `tls:` listener on `sip_port` when set;
+/// `[http] tls_cert`/`tls_key` (HTTPS only) when `https`.
+#[derive(Clone, Debug)]
+pub struct TlsSpec {
+    pub certs: TestCerts,
+    pub sip_port: Option<u16>,
+    pub https: bool,
 }
 
 impl DaemonSpec {
@@ -185,6 +198,7 @@ impl DaemonSpec {
             sip_toml: String::new(),
             daemon_toml: String::new(),
             database: None,
+            tls: None,
         }
     }
 
@@ -211,6 +225,12 @@ impl DaemonSpec {
     pub fn sip_toml(mut self, toml: &str) -> Self {
         self.sip_toml.push_str(toml);
         self.sip_toml.push('\n');
+        self
+    }
+
+    /// TLS for this daemon (see [`TlsSpec`]).
+    pub fn tls(mut self, tls: TlsSpec) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -260,14 +280,22 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let dir = at.dir.display().to_string();
     let mut t = String::new();
     let _ = writeln!(t, "[sip]");
-    let _ = writeln!(
-        t,
-        "listen = {}",
-        toml_list(&[
-            format!("udp:127.0.0.1:{}", at.sip_port),
-            format!("tcp:127.0.0.1:{}", at.sip_port)
-        ])
-    );
+    let mut listen = vec![
+        format!("udp:127.0.0.1:{}", at.sip_port),
+        format!("tcp:127.0.0.1:{}", at.sip_port),
+    ];
+    if let Some(port) = spec.tls.as_ref().and_then(|tls| tls.sip_port) {
+        listen.push(format!("tls:127.0.0.1:{port}"));
+    }
+    let _ = writeln!(t, "listen = {}", toml_list(&listen));
+    if let Some(tls) = &spec.tls {
+        let path = |p: PathBuf| toml_str(&p.display().to_string());
+        if tls.sip_port.is_some() {
+            let _ = writeln!(t, "tls_cert = {}", path(tls.certs.cert()));
+            let _ = writeln!(t, "tls_key = {}", path(tls.certs.key()));
+        }
+        let _ = writeln!(t, "tls_ca = {}", path(tls.certs.ca()));
+    }
     let _ = writeln!(t, "realm = \"threering\"");
     let _ = writeln!(t, "t1_ms = {}", spec.t1_ms);
     if let Some(peers) = &spec.trusted_peers {
@@ -279,6 +307,11 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let _ = writeln!(t, "rtp_ports = [{}, {}]", at.rtp.0, at.rtp.1);
     let _ = writeln!(t, "\n[http]");
     let _ = writeln!(t, "listen = \"127.0.0.1:{}\"", at.http_port);
+    if let Some(tls) = spec.tls.as_ref().filter(|tls| tls.https) {
+        let path = |p: PathBuf| toml_str(&p.display().to_string());
+        let _ = writeln!(t, "tls_cert = {}", path(tls.certs.cert()));
+        let _ = writeln!(t, "tls_key = {}", path(tls.certs.key()));
+    }
     let _ = writeln!(t, "\n[[http.tokens]]");
     let _ = writeln!(t, "name = \"test\"");
     let _ = writeln!(t, "role = \"admin\"");

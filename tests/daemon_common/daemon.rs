@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use super::base::{free_port, loopback, read_lossy, tail, unique_token, THREERING};
 use super::checks::pretty;
 use super::config::{config_toml, DaemonSpec, Placement, RECORDINGS_DIR};
-use super::http::{http_get, http_request, HttpResponse};
+use super::http::{http_send_over, HttpResponse};
 use super::ports::PortBlock;
 use super::READY_TIMEOUT;
 
@@ -29,6 +29,9 @@ pub struct Daemon {
     pub config_path: PathBuf,
     pub ports: Arc<PortBlock>,
     env: Vec<(String, String)>,
+    /// Set when the daemon serves HTTPS: the client (trusting the test CA) that every
+    /// request of this harness goes through.
+    pub https: Option<Arc<rustls::ClientConfig>>,
     runs: u32,
     stderr_path: PathBuf,
     _dir: TempDir,
@@ -71,6 +74,11 @@ impl Daemon {
                 config_path,
                 ports: Arc::clone(&ports),
                 env: spec.env.clone(),
+                https: spec
+                    .tls
+                    .as_ref()
+                    .filter(|tls| tls.https)
+                    .map(|tls| tls.certs.client_config()),
                 runs: 0,
                 stderr_path: PathBuf::new(),
                 _dir: dir,
@@ -130,7 +138,7 @@ impl Daemon {
                 }
                 return Err(StartError::Fatal(report));
             }
-            if let Ok(resp) = http_get(self.http_addr(), "/healthz", None) {
+            if let Ok(resp) = self.request("GET", "/healthz", None, &[], None) {
                 if resp.status == 200 {
                     return Ok(());
                 }
@@ -227,19 +235,32 @@ impl Daemon {
         }
     }
 
+    /// One request to this daemon, over HTTPS when it serves HTTPS.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<HttpResponse, String> {
+        let https = self.https.as_ref();
+        http_send_over(self.http_addr(), https, method, path, token, headers, body)
+    }
+
     /// `GET path` with this daemon's bearer token.
     pub fn get(&self, path: &str) -> Result<HttpResponse, String> {
-        http_get(self.http_addr(), path, Some(&self.token))
+        self.request("GET", path, Some(&self.token), &[], None)
     }
 
     /// `GET path` with this daemon's bearer token and extra `headers` (e.g. `Range`).
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, String> {
-        http_request(self.http_addr(), "GET", path, Some(&self.token), headers)
+        self.request("GET", path, Some(&self.token), headers, None)
     }
 
     /// `POST path` (no body) with this daemon's bearer token.
     pub fn post(&self, path: &str) -> Result<HttpResponse, String> {
-        http_request(self.http_addr(), "POST", path, Some(&self.token), &[])
+        self.request("POST", path, Some(&self.token), &[], None)
     }
 
     /// `method path` with a JSON body and this daemon's bearer token; the answer parsed
@@ -250,13 +271,8 @@ impl Daemon {
         path: &str,
         body: &Value,
     ) -> Result<(u16, Value), String> {
-        let resp = super::http::http_json(
-            self.http_addr(),
-            method,
-            path,
-            Some(&self.token),
-            &body.to_string(),
-        )?;
+        let body = body.to_string();
+        let resp = self.request(method, path, Some(&self.token), &[], Some(&body))?;
         let json = serde_json::from_slice(&resp.body).map_err(|e| {
             format!(
                 "{method} {path}: not JSON ({e}): {}",

@@ -1,11 +1,15 @@
-//! HTTP/1.1 over a plain `TcpStream`: one request without a body (`GET`, `POST`;
-//! Connection: close, optional bearer token and extra headers) and its response parsed,
-//! chunked bodies included, the body kept as raw bytes.
+//! HTTP/1.1 over a plain `TcpStream` (or rustls on one, for HTTPS): one request without a
+//! body (`GET`, `POST`; Connection: close, optional bearer token and extra headers) and
+//! its response parsed, chunked bodies included, the body kept as raw bytes.
 
 use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::base::{head_end, show_bytes};
 
@@ -60,6 +64,20 @@ pub fn http_json(
     http_send(addr, method, path, token, &[], Some(body))
 }
 
+/// `method path` over HTTPS, the server verified with `tls` for the IP of `addr`; an
+/// optional JSON `body`. Otherwise like [`http_request`].
+pub fn https_request(
+    addr: SocketAddr,
+    tls: &Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<HttpResponse, String> {
+    http_send_over(addr, Some(tls), method, path, token, headers, body)
+}
+
 fn http_send(
     addr: SocketAddr,
     method: &str,
@@ -68,11 +86,38 @@ fn http_send(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Result<HttpResponse, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    http_send_over(addr, None, method, path, token, headers, body)
+}
+
+/// Something to write a request to and read its answer from: a socket, or TLS on one.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// One request over plain HTTP, or HTTPS when `tls` is given.
+pub(super) fn http_send_over(
+    addr: SocketAddr,
+    tls: Option<&Arc<ClientConfig>>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<HttpResponse, String> {
+    let socket = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("HTTP connect to {addr}: {e}"))?;
-    stream
+    socket
         .set_write_timeout(Some(HTTP_WAIT))
         .map_err(|e| e.to_string())?;
+    // Read timeouts are set on the socket, under TLS too.
+    let timeouts = socket.try_clone().map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn Stream> = match tls {
+        None => Box::new(socket),
+        Some(config) => {
+            let name = ServerName::IpAddress(addr.ip().into());
+            let conn = ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+            Box::new(StreamOwned::new(conn, socket))
+        }
+    };
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = token {
         let _ = write!(req, "Authorization: Bearer {token}\r\n");
@@ -109,7 +154,7 @@ fn http_send(
                 show_bytes(&raw, 300)
             ));
         }
-        stream
+        timeouts
             .set_read_timeout(Some(left))
             .map_err(|e| e.to_string())?;
         match stream.read(&mut buf) {

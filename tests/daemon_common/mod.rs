@@ -10,7 +10,8 @@
 //! API calls), [`http`] (HTTP/1.1 GET and POST over a plain socket), [`checks`] (JSON
 //! field access and collected check failures), [`rtp_sink`] (a socket counting relayed
 //! media), [`sipp`] (SIPp callers and agents, their outcomes), [`raw_sip`] (a hand-made
-//! INVITE).
+//! INVITE), [`tls`] (test certificates made with openssl, a rustls client, SIP over TLS),
+//! [`kamailio`] (Kamailio as a TLS proxy in front of the daemon).
 //! Every public name is re-exported here, so tests write `daemon_common::NAME`.
 //!
 //! Debugging aids: the daemon inherits the environment (THREERING_LOG=debug makes it log
@@ -32,10 +33,12 @@ mod checks;
 mod config;
 mod daemon;
 mod http;
+mod kamailio;
 mod ports;
 mod raw_sip;
 mod rtp_sink;
 mod sipp;
+mod tls;
 
 // Each test binary uses a different subset of these.
 #[allow(unused_imports)]
@@ -47,11 +50,13 @@ pub use base::{
 #[allow(unused_imports)]
 pub use checks::{attempts, int_field, pretty, str_field, Checks};
 #[allow(unused_imports)]
-pub use config::{config_toml, token_sha256, AgentSpec, DaemonSpec, Placement, QueueSpec};
+pub use config::{config_toml, token_sha256, AgentSpec, DaemonSpec, Placement, QueueSpec, TlsSpec};
 #[allow(unused_imports)]
 pub use daemon::{check_config, Daemon};
 #[allow(unused_imports)]
-pub use http::{http_get, http_json, http_request, HttpResponse};
+pub use http::{http_get, http_json, http_request, https_request, HttpResponse};
+#[allow(unused_imports)]
+pub use kamailio::Kamailio;
 #[allow(unused_imports)]
 pub use ports::PortBlock;
 #[allow(unused_imports)]
@@ -60,6 +65,8 @@ pub use raw_sip::invite_request;
 pub use rtp_sink::RtpSink;
 #[allow(unused_imports)]
 pub use sipp::{assert_all_ok, reports, Sipp, SippOutcome, SippRun};
+#[allow(unused_imports)]
+pub use tls::{client_trusting, tls_stream, TestCerts, TlsSip};
 
 /// The audio SIPp plays (Debian `sip-tester`); the scenarios name it too.
 pub const PCAP: &str = "/usr/share/sip-tester/g711a.pcap";

@@ -194,11 +194,10 @@ pub struct Controller {
 /// Our Contact URI for a leg on this transport.
 fn our_contact(endpoint: &Endpoint, protocol: Protocol, remote: std::net::SocketAddr) -> Uri {
     let (host, port) = endpoint.local_hostport(protocol, remote);
-    let transport = if protocol == Protocol::Tcp {
-        ";transport=tcp"
-    } else {
-        ""
-    };
+    let transport = protocol
+        .uri_param()
+        .map(|t| format!(";transport={t}"))
+        .unwrap_or_default();
     Uri::parse(&format!("sip:threering@{host}:{port}{transport}")).expect("own contact URI")
 }
 

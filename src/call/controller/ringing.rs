@@ -265,7 +265,7 @@ impl Controller {
         let target = dialog
             .as_ref()
             .ok()
-            .and_then(|d| target_for_uri(&d.remote_target))
+            .and_then(|d| target_for_uri(d.next_hop()))
             .unwrap_or(attempt.target);
         let invite_seq = attempt.invite.cseq().map_or(1, |c| c.seq);
         let Ok(mut dialog) = dialog else {
@@ -398,7 +398,7 @@ impl Controller {
         let Ok(mut dialog) = Dialog::uac(invite, resp) else {
             return;
         };
-        let target = target_for_uri(&dialog.remote_target).unwrap_or(target);
+        let target = target_for_uri(dialog.next_hop()).unwrap_or(target);
         let seq = invite.cseq().map_or(1, |c| c.seq);
         let _ = self.endpoint.ack(dialog.ack(seq), target).await;
         let bye = dialog.request(Method::Bye);

@@ -16,9 +16,11 @@ pub struct Target {
     pub addr: SocketAddr,
 }
 
-/// The target a SIP URI names, when its host is an IP address (`transport=tcp` picks
-/// TCP). Host names would need DNS (RFC 3263), which the daemon does not do: agents and
-/// trunks are configured or registered by address.
+/// The target a SIP URI names, when its host is an IP address: `transport=tcp` picks
+/// TCP, `transport=tls` or a `sips:` URI TLS (RFC 3261 §26.2.2; a `sips:` URI is never
+/// reached over a plain transport), else UDP. The default port is 5061 for TLS, 5060
+/// otherwise. Host names would need DNS (RFC 3263), which the daemon does not do: agents
+/// and trunks are configured or registered by address.
 pub fn target_for_uri(uri: &Uri) -> Option<Target> {
     let sip = uri.as_sip()?;
     let ip: IpAddr = match &sip.host {
@@ -29,13 +31,15 @@ pub fn target_for_uri(uri: &Uri) -> Option<Target> {
         }
         Host::Name(_) => return None,
     };
-    let protocol = match sip.params.value("transport") {
-        Some(t) if t.eq_ignore_ascii_case("tcp") => Protocol::Tcp,
-        _ => Protocol::Udp,
+    let named = sip.params.value("transport").and_then(Protocol::from_name);
+    let protocol = match named {
+        _ if sip.secure => Protocol::Tls,
+        Some(protocol) => protocol,
+        None => Protocol::Udp,
     };
     Some(Target {
         protocol,
-        addr: SocketAddr::new(ip, sip.port.unwrap_or(5060)),
+        addr: SocketAddr::new(ip, sip.port.unwrap_or(protocol.default_port())),
     })
 }
 
@@ -166,5 +170,50 @@ pub(crate) fn cancel_for(invite: &Request) -> Request {
 fn copy(to: &mut Request, from: &Request, name: &HeaderName) {
     if let Some(v) = from.headers.get(name) {
         to.headers.push(name.clone(), v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: &str) -> Option<Target> {
+        target_for_uri(&Uri::parse(uri).expect("test URI"))
+    }
+
+    #[test]
+    fn the_transport_parameter_and_the_scheme_pick_the_protocol() {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let t = |protocol, port| {
+            Some(Target {
+                protocol,
+                addr: at(port),
+            })
+        };
+        assert_eq!(target("sip:a@127.0.0.1"), t(Protocol::Udp, 5060));
+        assert_eq!(
+            target("sip:a@127.0.0.1:7;transport=TCP"),
+            t(Protocol::Tcp, 7)
+        );
+        assert_eq!(
+            target("sip:a@127.0.0.1;transport=tls"),
+            t(Protocol::Tls, 5061)
+        );
+        assert_eq!(
+            target("sip:a@127.0.0.1:9;transport=tls"),
+            t(Protocol::Tls, 9)
+        );
+        assert_eq!(target("sips:a@127.0.0.1"), t(Protocol::Tls, 5061));
+        // A sips: URI is never reached over a plain transport, whatever it says.
+        assert_eq!(
+            target("sips:a@127.0.0.1:8;transport=tcp"),
+            t(Protocol::Tls, 8)
+        );
+        // An unknown transport falls back to UDP, as before.
+        assert_eq!(
+            target("sip:a@127.0.0.1;transport=sctp"),
+            t(Protocol::Udp, 5060)
+        );
+        assert_eq!(target("sip:a@example.com;transport=tls"), None);
     }
 }

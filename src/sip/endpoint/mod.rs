@@ -17,7 +17,7 @@ mod core;
 
 use super::message::{Request, Response};
 use super::transaction::{TerminationReason, TimerConfig};
-use super::transport::{Limits, ListenSpec, Peer, Protocol, Transports};
+use super::transport::{Limits, ListenSpec, Peer, Protocol, TlsSettings, Transports};
 use super::validate::Capabilities;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,8 @@ pub struct ClientTx(pub u64);
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     pub listen: Vec<ListenSpec>,
+    /// Certificates for `tls:` listeners and roots for outbound TLS; None: no TLS.
+    pub tls: Option<TlsSettings>,
     pub timers: TimerConfig,
     /// Answer UDP requests at their source address and port even without `;rport`
     /// (symmetric response routing: phones behind NAT, test tools on random ports).
@@ -61,6 +63,7 @@ impl Default for EndpointConfig {
                 "udp:127.0.0.1:5060".parse().expect("valid"),
                 "tcp:127.0.0.1:5060".parse().expect("valid"),
             ],
+            tls: None,
             timers: TimerConfig::default(),
             force_rport: true,
             advertised_host: None,
@@ -151,6 +154,7 @@ impl Endpoint {
         let (inbound_tx, inbound_rx) = mpsc::channel(8192);
         let transports = Transports::bind(
             &config.listen,
+            config.tls.clone(),
             inbound_tx,
             config.limits.clone(),
             cancel.clone(),

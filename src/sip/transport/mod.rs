@@ -1,12 +1,15 @@
-//! Transports: UDP sockets and TCP connections (IPv4 and IPv6) that move whole messages.
+//! Transports: UDP sockets, TCP and TLS connections (IPv4 and IPv6) that move whole
+//! messages.
 //!
 //! Inbound, every transport hands `Received` datagrams or framed stream messages to one
 //! bounded channel; when it is full, UDP datagrams are dropped and counted (the sender
-//! retransmits) and TCP readers wait (back-pressure on that connection only). Outbound,
-//! `Transports::send` writes to a UDP socket or to a connection's bounded writer queue.
-//! TLS is a later seam: a third `Protocol` whose connections reuse the TCP framing.
+//! retransmits) and stream readers wait (back-pressure on that connection only).
+//! Outbound, `Transports::send` writes to a UDP socket or to a connection's bounded
+//! writer queue. TLS connections are TCP connections with a handshake in front: they
+//! share the TCP framing, the connection cap and the idle timeout.
 
 mod tcp;
+mod tls;
 mod udp;
 
 use bytes::Bytes;
@@ -21,16 +24,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use tcp::ConnHandle;
+pub use tls::TlsSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Protocol {
     pub fn is_reliable(self) -> bool {
-        matches!(self, Protocol::Tcp)
+        matches!(self, Protocol::Tcp | Protocol::Tls)
     }
 
     /// The Via transport token.
@@ -38,6 +43,35 @@ impl Protocol {
         match self {
             Protocol::Udp => "UDP",
             Protocol::Tcp => "TCP",
+            Protocol::Tls => "TLS",
+        }
+    }
+
+    /// The `;transport=` URI parameter that makes a peer reach us over this protocol
+    /// (None for UDP, the default of a `sip:` URI).
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Protocol::Udp => None,
+            Protocol::Tcp => Some("tcp"),
+            Protocol::Tls => Some("tls"),
+        }
+    }
+
+    /// The protocol a `transport` URI parameter or `[[trunks]] transport` names.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        match name.to_ascii_lowercase().as_str() {
+            "udp" => Some(Protocol::Udp),
+            "tcp" => Some(Protocol::Tcp),
+            "tls" => Some(Protocol::Tls),
+            _ => None,
+        }
+    }
+
+    /// The port a URI without one means: 5061 for TLS, 5060 otherwise (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Tls => 5061,
+            Protocol::Udp | Protocol::Tcp => 5060,
         }
     }
 }
@@ -47,11 +81,13 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Udp => "udp",
             Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
         })
     }
 }
 
-/// A listen entry such as `udp:127.0.0.1:5060` or `tcp:[::1]:5060`.
+/// A listen entry such as `udp:127.0.0.1:5060`, `tcp:[::1]:5060` or
+/// `tls:0.0.0.0:5061`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenSpec {
     pub protocol: Protocol,
@@ -64,12 +100,12 @@ impl FromStr for ListenSpec {
         let (proto, addr) = s.split_once(':').ok_or_else(|| {
             format!("{s:?}: expected PROTOCOL:ADDRESS:PORT, e.g. udp:127.0.0.1:5060")
         })?;
-        let protocol = match proto.to_ascii_lowercase().as_str() {
-            "udp" => Protocol::Udp,
-            "tcp" => Protocol::Tcp,
-            "tls" => return Err(format!("{s:?}: TLS is not supported yet")),
-            other => return Err(format!("{s:?}: unknown protocol {other:?} (udp or tcp)")),
-        };
+        let protocol = Protocol::from_name(proto).ok_or_else(|| {
+            format!(
+                "{s:?}: unknown protocol {:?} (udp, tcp or tls)",
+                proto.to_ascii_lowercase()
+            )
+        })?;
         let addr = addr
             .parse::<SocketAddr>()
             .map_err(|e| format!("{s:?}: bad address {addr:?}: {e}"))?;
@@ -106,6 +142,8 @@ pub struct Limits {
     /// Messages queued to one TCP connection's writer before the connection is dropped.
     pub tcp_write_queue: usize,
     pub tcp_idle: std::time::Duration,
+    /// How long a TLS handshake (accepted or opened by us) may take.
+    pub tls_handshake_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -114,6 +152,7 @@ impl Default for Limits {
             max_tcp_connections: 1024,
             tcp_write_queue: 256,
             tcp_idle: std::time::Duration::from_secs(600),
+            tls_handshake_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -124,6 +163,8 @@ pub struct Counters {
     pub udp_dropped_queue_full: AtomicU64,
     pub tcp_rejected_connections: AtomicU64,
     pub tcp_closed_unframeable: AtomicU64,
+    /// TLS handshakes that failed or timed out (both directions).
+    pub tls_failed_handshakes: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +188,10 @@ pub enum TransportError {
     Congested { remote: SocketAddr },
     #[error("too many TCP connections")]
     TooManyConnections,
+    #[error("TLS is not configured")]
+    TlsNotConfigured,
+    #[error("a tls: listener needs a certificate and key ([sip] tls_cert, tls_key)")]
+    NoCertificate,
 }
 
 pub struct Transports {
@@ -154,18 +199,25 @@ pub struct Transports {
     /// Plain clones of the UDP sockets, for sending without the reactor.
     udp_send: Vec<(SocketAddr, std::net::UdpSocket)>,
     tcp_listen: Vec<SocketAddr>,
-    conns: Mutex<HashMap<SocketAddr, ConnHandle>>,
+    tls_listen: Vec<SocketAddr>,
+    /// TCP and TLS connections by protocol and remote address.
+    conns: Mutex<HashMap<(Protocol, SocketAddr), ConnHandle>>,
     inbound: mpsc::Sender<Received>,
     limits: Limits,
+    tls: Option<TlsSettings>,
+    /// TLS handshakes in progress on accepted connections (at most the connection cap).
+    handshakes: Arc<tokio::sync::Semaphore>,
     pub counters: Counters,
     cancel: CancellationToken,
 }
 
 impl Transports {
     /// Binds every listen entry and starts its tasks. Port 0 binds an ephemeral port;
-    /// `listening()` tells which.
+    /// `listening()` tells which. `tls` is needed for `tls:` entries (with a server
+    /// certificate) and for sending over TLS.
     pub async fn bind(
         specs: &[ListenSpec],
+        tls: Option<TlsSettings>,
         inbound: mpsc::Sender<Received>,
         limits: Limits,
         cancel: CancellationToken,
@@ -173,6 +225,7 @@ impl Transports {
         let mut udp = Vec::new();
         let mut udp_send = Vec::new();
         let mut tcp_listeners = Vec::new();
+        let mut tls_listeners = Vec::new();
         for spec in specs {
             match spec.protocol {
                 Protocol::Udp => {
@@ -185,18 +238,34 @@ impl Transports {
                     let listener = tokio::net::TcpListener::bind(spec.addr).await?;
                     tcp_listeners.push(listener);
                 }
+                Protocol::Tls => {
+                    let server = tls.as_ref().and_then(|t| t.server.clone()).ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            TransportError::NoCertificate,
+                        )
+                    })?;
+                    let listener = tokio::net::TcpListener::bind(spec.addr).await?;
+                    tls_listeners.push((listener, tokio_rustls::TlsAcceptor::from(server)));
+                }
             }
         }
-        let transports = Arc::new(Transports {
-            tcp_listen: tcp_listeners
-                .iter()
+        let local_addrs = |listeners: Vec<&tokio::net::TcpListener>| -> Vec<SocketAddr> {
+            listeners
+                .into_iter()
                 .filter_map(|l| l.local_addr().ok())
-                .collect(),
+                .collect()
+        };
+        let transports = Arc::new(Transports {
+            tcp_listen: local_addrs(tcp_listeners.iter().collect()),
+            tls_listen: local_addrs(tls_listeners.iter().map(|(l, _)| l).collect()),
             udp,
             udp_send,
             conns: Mutex::new(HashMap::new()),
             inbound,
+            handshakes: Arc::new(tokio::sync::Semaphore::new(limits.max_tcp_connections)),
             limits,
+            tls,
             counters: Counters::default(),
             cancel,
         });
@@ -205,6 +274,9 @@ impl Transports {
         }
         for listener in tcp_listeners {
             tokio::spawn(tcp::accept_loop(transports.clone(), listener));
+        }
+        for (listener, acceptor) in tls_listeners {
+            tokio::spawn(tls::accept_loop(transports.clone(), listener, acceptor));
         }
         Ok(transports)
     }
@@ -219,7 +291,11 @@ impl Transports {
             protocol: Protocol::Tcp,
             addr: *addr,
         });
-        udp.chain(tcp).collect()
+        let tls = self.tls_listen.iter().map(|addr| ListenSpec {
+            protocol: Protocol::Tls,
+            addr: *addr,
+        });
+        udp.chain(tcp).chain(tls).collect()
     }
 
     /// Our address for `protocol` in the remote's address family (for Via and Contact).
@@ -227,6 +303,7 @@ impl Transports {
         let candidates: Vec<SocketAddr> = match protocol {
             Protocol::Udp => self.udp.iter().map(|(a, _)| *a).collect(),
             Protocol::Tcp => self.tcp_listen.clone(),
+            Protocol::Tls => self.tls_listen.clone(),
         };
         candidates
             .iter()
@@ -236,7 +313,7 @@ impl Transports {
     }
 
     /// Sends one message. UDP goes out of the socket bound to `local` (or one of the
-    /// remote's family); TCP reuses a connection to `remote` or opens one.
+    /// remote's family); TCP and TLS reuse a connection to `remote` or open one.
     pub async fn send(
         self: &Arc<Self>,
         protocol: Protocol,
@@ -247,11 +324,11 @@ impl Transports {
         match protocol {
             // A datagram never waits: the same path as `send_now`.
             Protocol::Udp => self.send_now(protocol, local, remote, &data).map(drop),
-            Protocol::Tcp => {
-                let existing = self.conns.lock().expect("conns lock").get(&remote).cloned();
-                let conn = match existing {
-                    Some(c) if !c.is_closed() => c,
-                    _ => tcp::connect(self, remote).await?,
+            Protocol::Tcp | Protocol::Tls => {
+                let conn = match self.connection(protocol, remote) {
+                    Some(c) => c,
+                    None if protocol == Protocol::Tls => tls::connect(self, remote).await?,
+                    None => tcp::connect(self, remote).await?,
                 };
                 conn.send(data)
                     .then_some(())
@@ -261,8 +338,8 @@ impl Transports {
     }
 
     /// Sends without waiting when that is possible: always for UDP (a full socket buffer
-    /// drops the datagram like the network would), and for TCP when a connection to
-    /// `remote` is open. `Ok(false)`: a connection must be opened first; use `send`.
+    /// drops the datagram like the network would), and for TCP and TLS when a connection
+    /// to `remote` is open. `Ok(false)`: a connection must be opened first; use `send`.
     pub fn send_now(
         &self,
         protocol: Protocol,
@@ -290,20 +367,31 @@ impl Transports {
                     Err(source) => Err(TransportError::Send { remote, source }),
                 }
             }
-            Protocol::Tcp => {
-                let existing = self.conns.lock().expect("conns lock").get(&remote).cloned();
-                match existing {
-                    Some(c) if !c.is_closed() => c
-                        .send(data.clone())
-                        .then_some(true)
-                        .ok_or(TransportError::Congested { remote }),
-                    _ => Ok(false),
-                }
-            }
+            Protocol::Tcp | Protocol::Tls => match self.connection(protocol, remote) {
+                Some(c) => c
+                    .send(data.clone())
+                    .then_some(true)
+                    .ok_or(TransportError::Congested { remote }),
+                None => Ok(false),
+            },
         }
     }
 
-    fn register(&self, remote: SocketAddr, conn: ConnHandle) -> Result<(), TransportError> {
+    /// The open connection to `remote` over `protocol`, if any.
+    fn connection(&self, protocol: Protocol, remote: SocketAddr) -> Option<ConnHandle> {
+        let conns = self.conns.lock().expect("conns lock");
+        conns
+            .get(&(protocol, remote))
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    fn register(
+        &self,
+        protocol: Protocol,
+        remote: SocketAddr,
+        conn: ConnHandle,
+    ) -> Result<(), TransportError> {
         let mut conns = self.conns.lock().expect("conns lock");
         conns.retain(|_, c| !c.is_closed());
         if conns.len() >= self.limits.max_tcp_connections {
@@ -312,16 +400,48 @@ impl Transports {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(TransportError::TooManyConnections);
         }
-        conns.insert(remote, conn);
+        conns.insert((protocol, remote), conn);
         Ok(())
     }
 
     /// Forgets a connection so that its writer, once it has flushed what is queued,
     /// ends and the socket closes. Only removes the entry if it is still `conn`.
-    fn unregister(&self, remote: SocketAddr, conn: &ConnHandle) {
+    fn unregister(&self, protocol: Protocol, remote: SocketAddr, conn: &ConnHandle) {
+        let key = (protocol, remote);
         let mut conns = self.conns.lock().expect("conns lock");
-        if conns.get(&remote).is_some_and(|c| c.same(conn)) {
-            conns.remove(&remote);
+        if conns.get(&key).is_some_and(|c| c.same(conn)) {
+            conns.remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_entries_name_udp_tcp_or_tls() {
+        let spec = |s: &str| s.parse::<ListenSpec>();
+        let tls = spec("tls:127.0.0.1:5061").unwrap();
+        assert_eq!(tls.protocol, Protocol::Tls);
+        assert_eq!(tls.addr, SocketAddr::from(([127, 0, 0, 1], 5061)));
+        assert_eq!(tls.to_string(), "tls:127.0.0.1:5061");
+        assert_eq!(spec("TLS:[::1]:5061").unwrap().protocol, Protocol::Tls);
+        assert_eq!(spec("tcp:0.0.0.0:5060").unwrap().protocol, Protocol::Tcp);
+        let unknown = spec("sctp:127.0.0.1:5060").unwrap_err();
+        assert!(unknown.contains("udp, tcp or tls"), "{unknown}");
+        assert!(spec("tls:127.0.0.1").unwrap_err().contains("bad address"));
+        assert!(spec("127.0.0.1:5061").is_err());
+    }
+
+    #[test]
+    fn tls_is_reliable_with_its_own_tokens() {
+        assert!(Protocol::Tls.is_reliable());
+        assert_eq!(Protocol::Tls.via_token(), "TLS");
+        assert_eq!(Protocol::Tls.uri_param(), Some("tls"));
+        assert_eq!(Protocol::Udp.uri_param(), None);
+        assert_eq!(Protocol::Tls.default_port(), 5061);
+        assert_eq!(Protocol::from_name("Tls"), Some(Protocol::Tls));
+        assert_eq!(Protocol::from_name("ws"), None);
     }
 }

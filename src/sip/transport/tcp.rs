@@ -1,4 +1,5 @@
-//! TCP: accepted and outgoing connections, framed by Content-Length.
+//! TCP: accepted and outgoing connections, framed by Content-Length. TLS connections
+//! (see `tls`) run on the same reader and writer tasks once their handshake is done.
 //!
 //! A message that is malformed but whose framing is intact is handed up like any other
 //! (the endpoint answers it 400) and the connection goes on with the next one. A stream
@@ -11,9 +12,12 @@ use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+/// How long opening a TCP connection may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The sending side of one connection: a bounded queue to its writer task.
 #[derive(Debug, Clone)]
@@ -44,7 +48,7 @@ pub(super) async fn accept_loop(transports: Arc<Transports>, listener: TcpListen
         };
         match accepted {
             Ok((stream, remote)) => {
-                if let Err(e) = start(&transports, stream, remote) {
+                if let Err(e) = accept(&transports, stream, remote) {
                     tracing::warn!(%remote, error = %e, "tcp connection refused");
                 }
             }
@@ -60,20 +64,29 @@ pub(super) async fn connect(
     transports: &Arc<Transports>,
     remote: SocketAddr,
 ) -> Result<ConnHandle, TransportError> {
-    let stream = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        TcpStream::connect(remote),
-    )
-    .await
-    .map_err(|_| TransportError::Connect {
-        remote,
-        source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-    })?
-    .map_err(|source| TransportError::Connect { remote, source })?;
-    start(transports, stream, remote)
+    let stream = open(remote).await?;
+    let local = stream
+        .local_addr()
+        .map_err(|source| TransportError::Connect { remote, source })?;
+    let (reader, writer) = stream.into_split();
+    start(transports, reader, writer, Protocol::Tcp, local, remote)
 }
 
-fn start(
+/// Opens a TCP connection within [`CONNECT_TIMEOUT`] (no delay on small writes: SIP
+/// messages are written whole).
+pub(super) async fn open(remote: SocketAddr) -> Result<TcpStream, TransportError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote))
+        .await
+        .map_err(|_| TransportError::Connect {
+            remote,
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        })?
+        .map_err(|source| TransportError::Connect { remote, source })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+fn accept(
     transports: &Arc<Transports>,
     stream: TcpStream,
     remote: SocketAddr,
@@ -82,12 +95,29 @@ fn start(
         .local_addr()
         .map_err(|source| TransportError::Connect { remote, source })?;
     let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    start(transports, reader, writer, Protocol::Tcp, local, remote)
+}
+
+/// Registers a connection (within the connection cap) and starts its reader and writer
+/// tasks. Used for TCP and, with the halves of a TLS stream, for TLS.
+pub(super) fn start<R, W>(
+    transports: &Arc<Transports>,
+    reader: R,
+    writer: W,
+    protocol: Protocol,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Result<ConnHandle, TransportError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(transports.limits.tcp_write_queue);
     let handle = ConnHandle { tx };
-    transports.register(remote, handle.clone())?;
-    let (reader, writer) = stream.into_split();
+    transports.register(protocol, remote, handle.clone())?;
     let peer = Peer {
-        protocol: Protocol::Tcp,
+        protocol,
         local,
         remote,
     };
@@ -96,8 +126,8 @@ fn start(
     Ok(handle)
 }
 
-async fn write_loop(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut rx: mpsc::Receiver<Bytes>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
@@ -114,8 +144,8 @@ async fn write_loop(
     let _ = writer.shutdown().await;
 }
 
-async fn read_loop(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
     peer: Peer,
     handle: ConnHandle,
     transports: Arc<Transports>,
@@ -189,7 +219,7 @@ async fn read_loop(
         _ = transports.cancel.cancelled() => {}
         _ = tokio::time::sleep(std::time::Duration::from_secs(linger)) => {}
     }
-    transports.unregister(peer.remote, &handle);
+    transports.unregister(peer.protocol, peer.remote, &handle);
 }
 
 /// Answers the head of a stream that cannot be framed with a 400, when it can be
