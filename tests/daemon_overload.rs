@@ -159,7 +159,8 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
          factor {:.2}), {main_rate}/s from {FLOOD_SOURCE} and {second_rate}/s from \
          {SECOND_SOURCE}\n{}\n{}\ndaemon metrics: {metrics:?}\nRSS: baseline {} KiB, peak \
          {} KiB (+{} KiB), samples each second: {rss:?}\nnormal call from \
-         {NORMAL_SOURCE}: {} attempt(s), answered {:?} after the flood's end",
+         {NORMAL_SOURCE}: {} attempt(s) (final responses: {:?}), answered {:?} after the \
+         flood's end",
         DEBUG_SETUP_CPS / SETUP_CPS,
         counts[0].describe(),
         counts[1].describe(),
@@ -167,6 +168,7 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
         peak_kib,
         peak_kib.saturating_sub(baseline_kib),
         attempts.len(),
+        attempts.iter().map(first_final).collect::<Vec<_>>(),
         answered_after,
     );
     eprintln!("{summary}");
@@ -239,6 +241,20 @@ fn normal_call(daemon: &Daemon, ports: &PortBlock) -> SippOutcome {
         .arg(NORMAL_SOURCE)
         .timeout(Duration::from_secs(4))
         .run()
+}
+
+/// The status line of the first final response in a SIPp caller's message trace.
+fn first_final(outcome: &SippOutcome) -> Option<String> {
+    outcome
+        .messages
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("SIP/2.0 "))
+        .find(|rest| {
+            rest.as_bytes()
+                .first()
+                .is_some_and(|c| (b'2'..=b'6').contains(c))
+        })
+        .map(str::to_owned)
 }
 
 /// The INVITE's response time SIPp measured (`ResponseTime1(C)`, `hh:mm:ss:micros`).
