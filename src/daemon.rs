@@ -178,7 +178,8 @@ pub async fn run(
     Ok(())
 }
 
-/// The endpoint's intake limits from `[sip]`; trust follows `[sip] trusted_peers`.
+/// The endpoint's intake limits from `[sip]`. Trusted peers and trunks get the trusted
+/// limits: each sends every call of a PBX or carrier from one address.
 fn overload_config(config: &Arc<Config>) -> OverloadConfig {
     let trust = config.clone();
     OverloadConfig {
@@ -186,7 +187,7 @@ fn overload_config(config: &Arc<Config>) -> OverloadConfig {
         source_rps: config.sip.source_rps,
         trusted_source_rps: config.sip.trusted_source_rps,
         source_pending_invites: config.sip.source_pending_invites,
-        trusted: TrustPolicy::new(move |ip| trust.is_trusted(ip)),
+        trusted: TrustPolicy::new(move |ip| trust.may_call_unauthenticated(ip)),
         ..OverloadConfig::default()
     }
 }

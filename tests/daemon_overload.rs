@@ -1,8 +1,11 @@
 //! Overload: a SIPp INVITE flood at five times the call-setup capacity measured by
 //! `bench/setup_rate`, from two source addresses, against `threering serve` with a
-//! moderate `[daemon] max_calls` and the default `[sip]` limits. The daemon must answer
-//! only 200 (calls it took) or 503 (or drop), stay up with bounded memory, and answer a
-//! normal call from a third address within 5 s of the flood's end.
+//! moderate `[daemon] max_calls` and the default `[sip]` limits: most of it from a trunk
+//! (which may call, with the trusted per-source limits), the rest from an unknown address
+//! (which must authenticate, with the default per-source limits). The daemon must answer
+//! the trunk only 200 (calls it took) or 503 (or drop), the unknown address only 407 or
+//! 503 (or drop), stay up with bounded memory, and answer a normal call from a third
+//! address within 5 s of the flood's end.
 //!
 //! Loopback only; the flood is bounded in rate, time and call count; every SIPp and the
 //! daemon are stopped by their own PIDs. Needs SIPp 3.6 (`apt-get install sip-tester`).
@@ -44,8 +47,8 @@ fn flood_cps() -> u32 {
 /// How long the flood lasts (a bound on the test's load, with the call count).
 const FLOOD_SECONDS: u32 = 10;
 
-/// The main flooder's share of the flood; the second source sends the rest.
-const MAIN_SHARE: f64 = 0.8;
+/// The trunk's share of the flood; the unknown source sends the rest.
+const TRUNK_SHARE: f64 = 0.6;
 
 /// `[daemon] max_calls` of the test daemon: moderate (the test port block holds RTP for
 /// about 25 calls).
@@ -63,8 +66,11 @@ const RSS_GROWTH_BOUND_KIB: u64 = 200 * 1024;
 /// A normal call must be answered this soon after the flood stops.
 const RECOVERY: Duration = Duration::from_secs(5);
 
-const FLOOD_SOURCE: &str = "127.0.0.2";
-const SECOND_SOURCE: &str = "127.0.0.3";
+/// A `[[trunks]]` address: calls without credentials, trusted per-source limits.
+const TRUNK_SOURCE: &str = "127.0.0.2";
+/// Neither trusted nor a trunk: challenged (407), default per-source limits.
+const UNKNOWN_SOURCE: &str = "127.0.0.3";
+/// Another trunk, placing the normal calls.
 const NORMAL_SOURCE: &str = "127.0.0.4";
 
 #[test]
@@ -86,10 +92,13 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
         vec![queue],
     )
     .daemon_toml(&format!("max_calls = {MAX_CALLS}"))
-    // The agents' SIPp is trusted; the flooders and the normal caller are not, so they
-    // meet the default per-source limits.
+    // Only the agents' SIPp is a trusted peer; the flooding trunk and the normal caller
+    // are trunks; the unknown source is neither.
     .trusted_peers(&["127.0.0.1"])
-    .extra_toml("[survey]\nenabled = false");
+    .extra_toml(&format!(
+        "[survey]\nenabled = false\n\n[[trunks]]\nname = \"flooding\"\n\
+         address = \"{TRUNK_SOURCE}\"\n\n[[trunks]]\nname = \"pbx\"\naddress = \"{NORMAL_SOURCE}\""
+    ));
     let mut daemon = Daemon::start_with_ports(&spec, Arc::clone(&ports));
     let pid = daemon.pid().expect("the daemon's pid");
 
@@ -117,12 +126,12 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
 
     let total = flood_cps();
     assert!(total > 0, "SETUP_CPS and DEBUG_SETUP_CPS must be measured");
-    let main_rate = (f64::from(total) * MAIN_SHARE).round() as u32;
-    let second_rate = total - main_rate;
+    let trunk_rate = (f64::from(total) * TRUNK_SHARE).round() as u32;
+    let unknown_rate = total - trunk_rate;
     let started = Instant::now();
     let floods = [
-        Flood::start(daemon.sip_addr(), FLOOD_SOURCE, main_rate, &ports),
-        Flood::start(daemon.sip_addr(), SECOND_SOURCE, second_rate, &ports),
+        Flood::start(daemon.sip_addr(), TRUNK_SOURCE, trunk_rate, &ports),
+        Flood::start(daemon.sip_addr(), UNKNOWN_SOURCE, unknown_rate, &ports),
     ];
     let flood_end = started + Duration::from_secs(u64::from(FLOOD_SECONDS));
     thread::sleep(flood_end.saturating_duration_since(Instant::now()));
@@ -156,8 +165,8 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
 
     let summary = format!(
         "flood: {total} calls/s for {FLOOD_SECONDS} s (5 x {SETUP_CPS} setup_cps x debug \
-         factor {:.2}), {main_rate}/s from {FLOOD_SOURCE} and {second_rate}/s from \
-         {SECOND_SOURCE}\n{}\n{}\ndaemon metrics: {metrics:?}\nRSS: baseline {} KiB, peak \
+         factor {:.2}), {trunk_rate}/s from the trunk {TRUNK_SOURCE} and {unknown_rate}/s \
+         from the unknown {UNKNOWN_SOURCE}\n{}\n{}\ndaemon metrics: {metrics:?}\nRSS: baseline {} KiB, peak \
          {} KiB (+{} KiB), samples each second: {rss:?}\nnormal call from \
          {NORMAL_SOURCE}: {} attempt(s) (final responses: {:?}), answered {:?} after the \
          flood's end",
@@ -192,10 +201,10 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
             c.unexpected,
             0,
             "{}",
-            fail("a flooder got a response other than 100/180/183, 200 or 503")
+            fail("a flooder got a response other than 100/180/183, 200, 407 or 503")
         );
         assert_eq!(
-            c.ok + c.refused + c.no_final,
+            c.ok + c.refused + c.challenged + c.no_final,
             c.invites,
             "{}",
             fail("the flood's INVITEs do not add up")
@@ -207,6 +216,24 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
             fail("an answered flood call was not ended by the agent's BYE")
         );
     }
+    let (trunk, unknown) = (&counts[0], &counts[1]);
+    assert_eq!(
+        trunk.challenged,
+        0,
+        "{}",
+        fail("the trunk was challenged: it may call without credentials")
+    );
+    assert_eq!(
+        unknown.ok,
+        0,
+        "{}",
+        fail("the unknown source got a call without credentials")
+    );
+    assert!(
+        unknown.refused + unknown.no_final > 0,
+        "{}",
+        fail("the unknown source's flood was not limited (503 or dropped)")
+    );
     let refused: u64 = counts.iter().map(|c| c.refused).sum();
     let not_answered: u64 = counts.iter().map(|c| c.refused + c.no_final).sum();
     assert!(
@@ -214,9 +241,10 @@ fn a_flood_at_five_times_capacity_gets_only_503s_or_drops_and_calls_work_again_w
         "{}",
         fail("the flood did not overload the daemon: few 503s or drops")
     );
+    let metric = |name: &str| metrics.get(name).copied().unwrap_or(0);
     assert!(
-        metrics.get("rejected/max_calls").copied().unwrap_or(0) > 0
-            && metrics.get("rejected/source_rate").copied().unwrap_or(0) > 0,
+        metric("rejected/max_calls") > 0
+            && metric("rejected/source_rate") + metric("dropped/source_rate") > 0,
         "{}",
         fail("both max_calls and the per-source rate should have refused requests")
     );
@@ -390,6 +418,8 @@ struct FloodCounts {
     ok: u64,
     /// 503.
     refused: u64,
+    /// 407: this source must authenticate.
+    challenged: u64,
     /// No final response within 10 s: dropped.
     no_final: u64,
     /// Any response a step did not expect (a 500, a 480...).
@@ -412,7 +442,7 @@ impl FloodCounts {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("no count {name:?} in {columns:?}\n{report}"))
         };
-        let no_final = ["1_100", "2_180", "3_183", "4_503", "5_200"]
+        let no_final = ["1_100", "2_180", "3_183", "4_503", "5_407", "6_200"]
             .iter()
             .map(|step| n(&format!("{step}_Timeout")))
             .sum();
@@ -426,24 +456,27 @@ impl FloodCounts {
             rate,
             planned,
             invites: n("0_INVITE_Sent"),
-            ok: n("5_200_Recv"),
+            ok: n("6_200_Recv"),
             refused: n("4_503_Recv"),
+            challenged: n("5_407_Recv"),
             no_final,
             unexpected,
-            byes: n("7_BYE_Recv"),
+            byes: n("8_BYE_Recv"),
         }
     }
 
     fn describe(&self) -> String {
         format!(
             "{} at {}/s: {} INVITEs ({} planned): {} answered 200, {} refused 503, {} \
-             unanswered (dropped), {} unexpected, {} ended by the agent's BYE",
+             challenged 407, {} unanswered (dropped), {} unexpected, {} ended by the \
+             agent's BYE",
             self.source,
             self.rate,
             self.invites,
             self.planned,
             self.ok,
             self.refused,
+            self.challenged,
             self.no_final,
             self.unexpected,
             self.byes

@@ -129,10 +129,12 @@ pub struct SipConfig {
     /// and far past it (a flood) dropped unanswered.
     #[serde(default = "default_source_rps")]
     pub source_rps: u32,
-    /// `source_rps` for `trusted_peers`: a trunk sends every call from one address.
+    /// `source_rps` for `trusted_peers` and trunks: each sends every call of a PBX or
+    /// carrier from one address.
     #[serde(default = "default_trusted_source_rps")]
     pub trusted_source_rps: u32,
-    /// Unanswered INVITEs from one untrusted source address; past it 503.
+    /// Unanswered INVITEs from one source address other than a trusted peer or trunk;
+    /// past it 503.
     #[serde(default = "default_source_pending_invites")]
     pub source_pending_invites: u32,
 }

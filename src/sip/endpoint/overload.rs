@@ -8,7 +8,8 @@
 //!   core, which owns the count);
 //! - per source IP ([`SourceLimits`]): a token bucket of `source_rps` requests per second
 //!   (burst twice that), and at most `source_pending_invites` INVITEs from that address
-//!   still waiting for their final response. Trusted peers (trunks, IVRs, which send
+//!   still waiting for their final response. Trusted sources (the daemon trusts
+//!   `[sip] trusted_peers` and `[[trunks]]` addresses: PBXs, carriers and IVRs send
 //!   every call from one address) get `trusted_source_rps` and no pending-INVITE limit:
 //!   `[daemon] max_calls` bounds them.
 //!
