@@ -7,7 +7,7 @@ use crate::call::{Control, Controller};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::media::PortPool;
-use crate::sip::endpoint::{Endpoint, EndpointConfig};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, OverloadConfig, TrustPolicy};
 use crate::sip::transaction::TimerConfig;
 use crate::store::{Store, StoreWriter};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +82,7 @@ pub async fn run(
         }
         .normalized(),
         force_rport: config.sip.force_rport,
+        overload: overload_config(&config),
         ..EndpointConfig::default()
     };
     let sip_token = root.child_token();
@@ -175,6 +176,20 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The endpoint's intake limits from `[sip]`. Trusted peers and trunks get the trusted
+/// limits: each sends every call of a PBX or carrier from one address.
+fn overload_config(config: &Arc<Config>) -> OverloadConfig {
+    let trust = config.clone();
+    OverloadConfig {
+        max_transactions: config.sip.max_transactions,
+        source_rps: config.sip.source_rps,
+        trusted_source_rps: config.sip.trusted_source_rps,
+        source_pending_invites: config.sip.source_pending_invites,
+        trusted: TrustPolicy::new(move |ip| trust.may_call_unauthenticated(ip)),
+        ..OverloadConfig::default()
+    }
 }
 
 /// Start-up after a crash: every recording left open is repaired (its WAV header made to

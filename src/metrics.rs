@@ -9,6 +9,8 @@
 //! | `threering_three_ring_violations_total` | counter | `queue`, `agent` |
 //! | `threering_active_calls` | gauge | — |
 //! | `threering_sip_parse_errors_total` | counter | — |
+//! | `threering_sip_rejected_total` | counter | `reason` |
+//! | `threering_sip_dropped_total` | counter | `reason` |
 //! | `threering_agents` | gauge | `state` |
 //! | `threering_sip_auth_failures_total` | counter | — |
 //! | `threering_sip_auth_lockouts_total` | counter | `kind` (`source`, `user`) |
@@ -27,6 +29,8 @@ const CALLS: &str = "threering_calls_total";
 const VIOLATIONS: &str = "threering_three_ring_violations_total";
 const ACTIVE_CALLS: &str = "threering_active_calls";
 const SIP_PARSE_ERRORS: &str = "threering_sip_parse_errors_total";
+const SIP_REJECTED: &str = "threering_sip_rejected_total";
+const SIP_DROPPED: &str = "threering_sip_dropped_total";
 const RECORDING_FAILURES: &str = "threering_recording_failures_total";
 const TICKETS_OVERDUE: &str = "threering_tickets_overdue";
 const AGENTS: &str = "threering_agents";
@@ -127,6 +131,14 @@ fn describe() {
         SIP_AUTH_LOCKOUTS_ACTIVE,
         "SIP digest lockouts in force, by kind (source address or user name)"
     );
+    describe_counter!(
+        SIP_REJECTED,
+        "SIP requests answered 503 for overload, by reason (max_calls, max_transactions, source_rate, source_pending, source_table_full, event_queue)"
+    );
+    describe_counter!(
+        SIP_DROPPED,
+        "SIP messages dropped unanswered for overload, by reason (source_rate, udp_queue_full, event_queue)"
+    );
 }
 
 /// A call ended; `outcome` is `CallOutcome::as_str()`. Calls routed to no queue count
@@ -165,6 +177,16 @@ pub fn agents_by_state(counts: &[(&'static str, usize)]) {
 /// One SIP message could not be parsed.
 pub fn sip_parse_errors() {
     counter!(SIP_PARSE_ERRORS).increment(1);
+}
+
+/// A SIP request was answered 503 because of a limit (`reason`, e.g. `max_calls`).
+pub fn sip_rejected(reason: &'static str) {
+    counter!(SIP_REJECTED, "reason" => reason).increment(1);
+}
+
+/// A SIP message was dropped without an answer because of a limit (`reason`).
+pub fn sip_dropped(reason: &'static str) {
+    counter!(SIP_DROPPED, "reason" => reason).increment(1);
 }
 
 /// A call that should have been recorded could not be (disk full, permissions): an alarm.

@@ -85,6 +85,10 @@ fn defaults_fill_what_a_minimal_config_leaves_out() {
     let config = Config::from_toml(MINIMAL).unwrap();
     assert!(config.sip.force_rport);
     assert_eq!(config.sip.t1_ms, 500);
+    assert_eq!(config.sip.max_transactions, 5000);
+    assert_eq!(config.sip.source_rps, 200);
+    assert_eq!(config.sip.trusted_source_rps, 2000);
+    assert_eq!(config.sip.source_pending_invites, 50);
     assert_eq!(config.daemon.node_id, "n1");
     assert_eq!(config.daemon.grace_ms, 30_000);
     assert_eq!(config.sip.auth_max_failures, 5);

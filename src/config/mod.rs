@@ -122,6 +122,21 @@ pub struct SipConfig {
     /// private CA, a trunk's self-signed CA).
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// Most SIP transactions at once; past it new requests get a stateless 503.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: usize,
+    /// Requests per second from one source address (burst twice that); past it 503,
+    /// and far past it (a flood) dropped unanswered.
+    #[serde(default = "default_source_rps")]
+    pub source_rps: u32,
+    /// `source_rps` for `trusted_peers` and trunks: each sends every call of a PBX or
+    /// carrier from one address.
+    #[serde(default = "default_trusted_source_rps")]
+    pub trusted_source_rps: u32,
+    /// Unanswered INVITEs from one source address other than a trusted peer or trunk;
+    /// past it 503.
+    #[serde(default = "default_source_pending_invites")]
+    pub source_pending_invites: u32,
 }
 
 impl SipConfig {
@@ -198,6 +213,18 @@ fn default_auth_failure_window_s() -> u64 {
 }
 fn default_auth_lockout_s() -> u64 {
     600
+}
+fn default_max_transactions() -> usize {
+    5000
+}
+fn default_source_rps() -> u32 {
+    200
+}
+fn default_trusted_source_rps() -> u32 {
+    2000
+}
+fn default_source_pending_invites() -> u32 {
+    50
 }
 fn default_grace_ms() -> u64 {
     30_000

@@ -11,6 +11,10 @@ use crate::sip::Uri;
 /// Longest `[sip] auth_failure_window_s` and `auth_lockout_s`: a week.
 const MAX_AUTH_SECS: u64 = 7 * 24 * 3600;
 
+/// The largest `[sip] max_transactions` accepted: each transaction keeps its request
+/// (up to 64 KiB), so this bounds that memory to a few GiB at worst.
+const MAX_TRANSACTIONS: usize = 100_000;
+
 impl Config {
     /// Every problem, each naming its key path, e.g. `queues[0].agents: unknown agent
     /// "9999"`. Empty when the configuration is usable.
@@ -209,6 +213,28 @@ impl Config {
         }
         if self.sip.t1_ms == 0 {
             problems.push(ConfigProblem::new("sip.t1_ms", "must be greater than 0"));
+        }
+        for (key, value) in [
+            ("sip.max_transactions", self.sip.max_transactions as u64),
+            ("sip.source_rps", u64::from(self.sip.source_rps)),
+            (
+                "sip.trusted_source_rps",
+                u64::from(self.sip.trusted_source_rps),
+            ),
+            (
+                "sip.source_pending_invites",
+                u64::from(self.sip.source_pending_invites),
+            ),
+        ] {
+            if value == 0 {
+                problems.push(ConfigProblem::new(key, "must be greater than 0"));
+            }
+        }
+        if self.sip.max_transactions > MAX_TRANSACTIONS {
+            problems.push(ConfigProblem::new(
+                "sip.max_transactions",
+                format!("at most {MAX_TRANSACTIONS} (each holds a request in memory)"),
+            ));
         }
         if self.sip.max_register_expires == 0 {
             problems.push(ConfigProblem::new(
@@ -544,6 +570,34 @@ mod tests {
             assert!(problem.contains("tls: entry"), "{problem}");
             assert_eq!(contact_problem(tls, true), None);
         }
+    }
+
+    #[test]
+    fn overload_limits_must_be_positive_and_bounded() {
+        let mut config = Config::embedded();
+        config.sip.source_rps = 0;
+        config.sip.source_pending_invites = 0;
+        config.sip.max_transactions = MAX_TRANSACTIONS + 1;
+        let keys: Vec<String> = config.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "sip.source_rps",
+                "sip.source_pending_invites",
+                "sip.max_transactions"
+            ]
+        );
+        config.sip.trusted_source_rps = 0;
+        config.sip.max_transactions = 0;
+        let keys: Vec<String> = config.validate().into_iter().map(|p| p.key).collect();
+        assert!(
+            keys.contains(&"sip.trusted_source_rps".to_string()),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"sip.max_transactions".to_string()),
+            "{keys:?}"
+        );
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub use raw_sip::{
 pub use sip_echo::{SipEcho, SipEchoConfig};
 #[allow(unused_imports)]
 pub use sipp::{
-    parse_sipp_stats, sipp_binary, write_stats, Sipp, SippFiles, SippOutcome, SippStats,
+    parse_sipp_csv, parse_sipp_stats, sipp_binary, write_stats, Sipp, SippFiles, SippOutcome,
+    SippStats,
 };
 #[allow(unused_imports)]
 pub use text::{read_lossy, show_bytes, tail, torture_files, unique_token};

@@ -323,20 +323,26 @@ impl Sipp {
     }
 }
 
-/// Parses SIPp's statistics CSV: a header line of `;`-separated column names, then one
-/// line per dump; the last line holds the final cumulative `(C)` counters.
-pub fn parse_sipp_stats(text: &str) -> Result<SippStats, String> {
+/// The last line of a SIPp CSV (`-trace_stat`, `-trace_counts`): a header line of
+/// `;`-separated column names, then one line per dump, the last one holding the final
+/// cumulative counters. Column name → value.
+pub fn parse_sipp_csv(text: &str) -> Result<HashMap<String, String>, String> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().ok_or("the stat file is empty or missing")?;
-    let last = lines.next_back().ok_or("the stat file has no data line")?;
+    let header = lines.next().ok_or("the CSV file is empty or missing")?;
+    let last = lines.next_back().ok_or("the CSV file has no data line")?;
     let names: Vec<&str> = header.split(';').collect();
     let values: Vec<&str> = last.split(';').collect();
-    let columns: HashMap<String, String> = names
+    Ok(names
         .iter()
         .zip(values.iter())
         .filter(|(n, _)| !n.is_empty())
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
+        .collect())
+}
+
+/// Parses SIPp's statistics CSV (see [`parse_sipp_csv`]).
+pub fn parse_sipp_stats(text: &str) -> Result<SippStats, String> {
+    let columns = parse_sipp_csv(text)?;
     let counter = |name: &str| -> Result<u64, String> {
         let v = columns
             .get(name)

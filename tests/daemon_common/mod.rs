@@ -43,9 +43,10 @@ mod tls;
 // Each test binary uses a different subset of these.
 #[allow(unused_imports)]
 pub use base::{
-    check_options_ok, free_port, loopback, parse_response, parse_sipp_stats, read_lossy,
-    show_bytes, sipp_binary, tail, torture_files, udp_final_response, udp_recv, udp_socket,
-    unique_token, SippStats, Transport, SCENARIO_DIR, THREERING, TORTURE_DIR,
+    check_options_ok, free_port, loopback, parse_response, parse_sipp_csv, parse_sipp_stats,
+    read_lossy, show_bytes, sipp_binary, tail, torture_files, udp_final_response, udp_recv,
+    udp_socket, unique_token, SippFiles, SippStats, Transport, SCENARIO_DIR, THREERING,
+    TORTURE_DIR,
 };
 #[allow(unused_imports)]
 pub use checks::{attempts, int_field, pretty, str_field, Checks};

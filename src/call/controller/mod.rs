@@ -491,6 +491,7 @@ impl Controller {
             return self.respond(tx, resp).await;
         }
         if self.calls.len() >= self.config.daemon.max_calls {
+            crate::metrics::sip_rejected("max_calls");
             let mut resp = reject(503, "Service Unavailable: too many calls");
             resp.headers.push(HeaderName::RetryAfter, "5");
             return self.respond(tx, resp).await;

@@ -14,6 +14,7 @@
 
 mod build;
 mod core;
+pub mod overload;
 
 use super::message::{Request, Response};
 use super::transaction::{TerminationReason, TimerConfig};
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use build::{target_for_uri, Target};
+pub use overload::{OverloadConfig, TrustPolicy};
 
 /// Identifies a server transaction (a request we answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,8 +54,8 @@ pub struct EndpointConfig {
     pub limits: Limits,
     /// Requests and responses waiting for the application; past it new requests get 503.
     pub event_queue: usize,
-    /// Most server + client transactions at once; past it new requests get 503.
-    pub max_transactions: usize,
+    /// Limits on new requests: transactions at once, and per source address.
+    pub overload: OverloadConfig,
 }
 
 impl Default for EndpointConfig {
@@ -71,7 +73,7 @@ impl Default for EndpointConfig {
             capabilities: Capabilities::default(),
             limits: Limits::default(),
             event_queue: 4096,
-            max_transactions: 50_000,
+            overload: OverloadConfig::default(),
         }
     }
 }

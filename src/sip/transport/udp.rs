@@ -59,6 +59,7 @@ pub(super) async fn recv_loop(
                 .counters
                 .udp_dropped_queue_full
                 .fetch_add(1, Ordering::Relaxed);
+            crate::metrics::sip_dropped("udp_queue_full");
         }
     }
 }

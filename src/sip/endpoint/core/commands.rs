@@ -89,6 +89,9 @@ impl Core {
         entry.last_response = Some(bytes.clone());
         if response.status >= 200 {
             entry.final_sent = true;
+            if let Some(ip) = entry.pending_from.take() {
+                self.sources.invite_answered(ip);
+            }
         }
         let is_invite_2xx = entry.request.method == Method::Invite && response.is_success();
         if is_invite_2xx {

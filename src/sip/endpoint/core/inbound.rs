@@ -1,6 +1,7 @@
 //! Messages from the network: matching requests and responses to transactions
-//! (RFC 3261 §17.1.3, §17.2.3), merged requests, CANCEL, ACK, and 400s for requests that
-//! do not parse.
+//! (RFC 3261 §17.1.3, §17.2.3), the overload limits a new request must pass before it
+//! gets a transaction (see `overload`), merged requests, CANCEL, ACK, and 400s for
+//! requests that do not parse.
 
 use super::*;
 
@@ -52,7 +53,14 @@ impl Core {
             return self.apply_server(id, actions);
         }
         if req.method == Method::Cancel {
+            // A CANCEL of an INVITE in progress relieves the load: it always passes.
+            if !self.cancels_invite_in_progress(&req) && !self.admit(&req, &peer) {
+                return;
+            }
             return self.on_cancel(req, peer);
+        }
+        if !self.admit(&req, &peer) {
+            return;
         }
         // Merged request (RFC 3261 §8.2.2.2): same From tag, Call-ID and CSeq as a
         // request in progress but another branch, and no To tag.
@@ -75,7 +83,15 @@ impl Core {
         let merged = merge_key
             .as_ref()
             .is_some_and(|k| self.merge_keys.contains_key(k));
+        let source = peer.remote.ip();
+        let new_invite = req.method == Method::Invite && !has_to_tag(&req);
         let id = self.create_server(req, peer, key, if merged { None } else { merge_key });
+        if new_invite {
+            self.sources.invite_started(source);
+            if let Some(entry) = self.servers.get_mut(&id) {
+                entry.pending_from = Some(source);
+            }
+        }
         let entry = &self.servers[&id];
         if merged {
             return self.respond(
@@ -95,10 +111,6 @@ impl Core {
             }
             return self.respond(ServerTx(id), resp);
         }
-        if self.transaction_count() > self.config.max_transactions {
-            let resp = overloaded(&entry.request, &entry.to_tag);
-            return self.respond(ServerTx(id), resp);
-        }
         let event = Event::Request {
             tx: ServerTx(id),
             request: entry.request.clone(),
@@ -107,9 +119,59 @@ impl Core {
         if let Err(mpsc::error::TrySendError::Full(_)) | Err(mpsc::error::TrySendError::Closed(_)) =
             self.events.try_send(event)
         {
-            let resp = overloaded(&entry.request, &entry.to_tag);
+            crate::metrics::sip_rejected(Refusal::EventQueue.as_str());
+            let resp = overloaded(&entry.request, &entry.to_tag, Refusal::EventQueue);
             self.respond(ServerTx(id), resp);
         }
+    }
+
+    /// The limits a new request (one that would get a transaction) must pass; past one
+    /// it is answered 503 statelessly or dropped, and false is returned.
+    fn admit(&mut self, req: &Request, peer: &Peer) -> bool {
+        let in_dialog = has_to_tag(req);
+        let new_invite = req.method == Method::Invite && !in_dialog;
+        let mut verdict = self
+            .sources
+            .admit(peer.remote.ip(), new_invite, Instant::now());
+        if verdict == Admission::Admit
+            && self.transaction_count() >= self.config.overload.transaction_cap(in_dialog)
+        {
+            verdict = Admission::Reject(Refusal::MaxTransactions);
+        }
+        match verdict {
+            Admission::Admit => true,
+            Admission::Drop(why) => {
+                crate::metrics::sip_dropped(why.as_str());
+                tracing::trace!(remote = %peer.remote, reason = why.as_str(), "request dropped");
+                false
+            }
+            Admission::Reject(why) => {
+                crate::metrics::sip_rejected(why.as_str());
+                tracing::debug!(remote = %peer.remote, method = %req.method.as_str(), reason = why.as_str(), "request refused 503");
+                // Stateless: no transaction is kept, a retransmission is judged afresh.
+                let mut resp = overloaded(req, &random_token(), why);
+                resp.headers
+                    .push(HeaderName::Server, self.config.user_agent.as_str());
+                let reply_to = response_target(req, peer, self.config.force_rport);
+                send(
+                    &self.transports,
+                    &self.commands,
+                    peer.protocol,
+                    Some(peer.local),
+                    reply_to,
+                    resp.to_bytes(),
+                    None,
+                );
+                false
+            }
+        }
+    }
+
+    /// Is `cancel` aimed at an INVITE server transaction we have?
+    fn cancels_invite_in_progress(&self, cancel: &Request) -> bool {
+        let mut probe = cancel.clone();
+        probe.method = Method::Invite;
+        server_key(&probe).is_some_and(|k| self.server_keys.contains_key(&k))
     }
 
     pub(super) fn create_server(
@@ -151,6 +213,7 @@ impl Core {
                 to_tag,
                 last_response: None,
                 final_sent: false,
+                pending_from: None,
                 timers: TimerSet::new(),
             },
         );
@@ -173,7 +236,16 @@ impl Core {
         if let (Some(call_id), Some(cseq)) = (req.call_id(), req.cseq()) {
             self.pending_2xx.remove(&pending_key(call_id, cseq.seq));
         }
-        emit(&self.events, Event::Ack { request: req, peer });
+        // Not `emit`: ACKs are not answered and a flood of them (e.g. for our stateless
+        // 503s) must not pile up waiting for room; one lost when the queue is full only
+        // costs the application a notice, the 2xx retransmission has stopped above.
+        if self
+            .events
+            .try_send(Event::Ack { request: req, peer })
+            .is_err()
+        {
+            crate::metrics::sip_dropped("event_queue");
+        }
     }
 
     pub(super) fn on_cancel(&mut self, cancel: Request, peer: Peer) {
@@ -241,4 +313,9 @@ impl Core {
             self.send_cancel(id);
         }
     }
+}
+
+/// Does the request's To carry a tag (an in-dialog request)?
+fn has_to_tag(req: &Request) -> bool {
+    req.header_to().is_some_and(|t| t.tag().is_some())
 }

@@ -6,6 +6,7 @@
 use super::build::{
     ack_for_failure, add_via, cancel_for, local_hostport, response_target, stamp_received, Target,
 };
+use super::overload::{Admission, Refusal, SourceLimits};
 use super::{ClientTx, Command, EndpointConfig, Event, ServerTx};
 use crate::sip::header::HeaderName;
 use crate::sip::message::{
@@ -21,7 +22,7 @@ use crate::sip::validate::check_request;
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -46,6 +47,9 @@ struct ServerEntry {
     to_tag: String,
     last_response: Option<Bytes>,
     final_sent: bool,
+    /// A call-starting INVITE counted as pending for this source until its final
+    /// response (or its end without one).
+    pending_from: Option<IpAddr>,
     timers: TimerSet,
 }
 
@@ -98,6 +102,8 @@ pub(crate) struct Core {
     client_keys: HashMap<String, u64>,
     pending_2xx: HashMap<String, Pending2xx>,
     heap: BinaryHeap<Reverse<(Instant, TimerOwner, TimerId)>>,
+    /// Per-source rates and unanswered INVITEs (see `overload`).
+    sources: SourceLimits,
 }
 
 fn method_key(m: &Method) -> &str {
@@ -162,6 +168,7 @@ impl Core {
         events: mpsc::Sender<Event>,
         commands: mpsc::Sender<Command>,
     ) -> Self {
+        let sources = SourceLimits::new(config.overload.clone());
         Core {
             config,
             transports,
@@ -175,6 +182,7 @@ impl Core {
             client_keys: HashMap::new(),
             pending_2xx: HashMap::new(),
             heap: BinaryHeap::new(),
+            sources,
         }
     }
 
@@ -348,6 +356,9 @@ impl Core {
                 if let Some(k) = entry.merge_key {
                     self.merge_keys.remove(&k);
                 }
+                if let Some(ip) = entry.pending_from {
+                    self.sources.invite_answered(ip);
+                }
             }
         }
     }
@@ -461,15 +472,17 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+/// How long a client refused for overload is asked to wait (Retry-After, seconds).
+const RETRY_AFTER_SECS: &str = "5";
+
 /// 503 with Retry-After, for requests past a limit.
-fn overloaded(req: &Request, to_tag: &str) -> Response {
-    let mut resp = response_to(
-        req,
-        503,
-        Some("Service Unavailable: overloaded"),
-        Some(to_tag),
-    );
-    resp.headers.push(HeaderName::RetryAfter, "5");
+fn overloaded(req: &Request, to_tag: &str, why: Refusal) -> Response {
+    let reason = match why {
+        Refusal::SourceRate | Refusal::SourcePending => "Service Unavailable: too many requests",
+        _ => "Service Unavailable: overloaded",
+    };
+    let mut resp = response_to(req, 503, Some(reason), Some(to_tag));
+    resp.headers.push(HeaderName::RetryAfter, RETRY_AFTER_SECS);
     resp
 }
 
