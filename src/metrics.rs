@@ -10,6 +10,8 @@
 //! | `threering_active_calls` | gauge | — |
 //! | `threering_sip_parse_errors_total` | counter | — |
 //! | `threering_agents` | gauge | `state` |
+//! | `threering_store_up` | gauge (1/0) | — |
+//! | `threering_store_queued_records` | gauge | — |
 //!
 //! The recorder is built here and rendered by the HTTP server at `/metrics`; no exporter
 //! of its own listens anywhere.
@@ -27,6 +29,8 @@ const SIP_PARSE_ERRORS: &str = "threering_sip_parse_errors_total";
 const RECORDING_FAILURES: &str = "threering_recording_failures_total";
 const TICKETS_OVERDUE: &str = "threering_tickets_overdue";
 const AGENTS: &str = "threering_agents";
+const STORE_UP: &str = "threering_store_up";
+const STORE_QUEUED: &str = "threering_store_queued_records";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -99,6 +103,17 @@ fn describe() {
         SIP_PARSE_ERRORS,
         "SIP messages that could not be parsed (answered 400 or dropped)"
     );
+    describe_gauge!(
+        STORE_UP,
+        "1 while the database takes writes, 0 while call records queue for it (an alarm)"
+    );
+    describe_gauge!(
+        STORE_QUEUED,
+        "Call records waiting to be written to the database (in memory and in the spool)"
+    );
+    // Present from the first scrape, not only after the first outage.
+    gauge!(STORE_UP).set(1.0);
+    gauge!(STORE_QUEUED).set(0.0);
 }
 
 /// A call ended; `outcome` is `CallOutcome::as_str()`. Calls routed to no queue count
@@ -142,4 +157,14 @@ pub fn sip_parse_errors() {
 /// A call that should have been recorded could not be (disk full, permissions): an alarm.
 pub fn recording_failed() {
     counter!(RECORDING_FAILURES).increment(1);
+}
+
+/// Whether the database takes writes (the store writer's latest finding).
+pub fn store_up(up: bool) {
+    gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Call records waiting for the database.
+pub fn store_queued_records(n: u64) {
+    gauge!(STORE_QUEUED).set(n as f64);
 }

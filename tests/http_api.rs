@@ -16,6 +16,7 @@ use threering::call::record::{
 };
 use threering::config::{RingsConfig, Role, TokenConfig};
 use threering::http::{serve, AppState};
+use threering::store::testing::TestDb;
 use threering::store::Store;
 
 const TOKEN: &str = "test-token-1";
@@ -28,6 +29,7 @@ struct Server {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Server {
@@ -124,8 +126,8 @@ fn abandoned() -> CallRecord {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("api.db").display());
-    let store = Store::open(&url).await.unwrap();
+    let db = TestDb::from_env().await;
+    let store = db.open().await;
     store.save_call(&answered()).await.unwrap();
     store.save_call(&abandoned()).await.unwrap();
     let ready = Arc::new(AtomicBool::new(false));
@@ -151,6 +153,7 @@ async fn start() -> Server {
         stop,
         task,
         _dir: dir,
+        _db: db,
     }
 }
 

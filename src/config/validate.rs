@@ -259,15 +259,42 @@ impl Config {
 
     fn check_store(&self, problems: &mut Vec<ConfigProblem>) {
         let url = self.store.database.as_str();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            problems.push(ConfigProblem::new(
-                "store.database",
-                "PostgreSQL is not supported yet; use sqlite://FILE",
-            ));
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if postgres {
+            if url
+                .split_once("://")
+                .is_none_or(|(_, rest)| rest.is_empty())
+            {
+                problems.push(ConfigProblem::new(
+                    "store.database",
+                    "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                ));
+            }
         } else if !url.starts_with("sqlite:") || url.len() <= "sqlite:".len() {
             problems.push(ConfigProblem::new(
                 "store.database",
-                format!("{url:?}: expected sqlite://FILE or sqlite::memory:"),
+                format!(
+                    "{:?}: expected sqlite://FILE, sqlite::memory: or \
+                     postgres://USER@HOST/DATABASE",
+                    crate::store::redact_url(url)
+                ),
+            ));
+        }
+        if self.store.max_connections == Some(0) {
+            problems.push(ConfigProblem::new(
+                "store.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self
+            .store
+            .spool
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            problems.push(ConfigProblem::new(
+                "store.spool",
+                "must not be empty (leave it out for `spool` beside the recordings root)",
             ));
         }
         if self.store.recordings.as_os_str().is_empty() {

@@ -11,11 +11,31 @@ use serde_json::json;
 
 use super::AppState;
 
+/// Longest a scrape waits for the overdue-ticket count.
+const OVERDUE_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// 200 only while the daemon takes calls, so a balancer stops sending INVITEs to a node
-/// that is starting up or draining.
+/// that is starting up or draining. While the database cannot be written the node still
+/// takes calls (their records queue), so it stays 200, with `"status": "degraded"` and
+/// why, for the people watching.
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, Json(json!({ "status": "ok" })))
+        let health = &state.store_health;
+        if health.is_up() {
+            (StatusCode::OK, Json(json!({ "status": "ok" })))
+        } else {
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "status": "degraded",
+                    "store": {
+                        "up": false,
+                        "queued_records": health.queued(),
+                        "reason": health.reason(),
+                    },
+                })),
+            )
+        }
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -28,8 +48,21 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Overdue tickets are counted at scrape time: a ticket becomes overdue by the clock,
     // not by any event.
     let now = chrono::Utc::now().timestamp_millis();
-    match state.tickets.store.overdue_by_kind(now).await {
-        Ok(counts) => {
+    // Not while the database is down: the scrape would wait for it, and the gauges
+    // keep their last values.
+    let counted = if state.store_health.is_up() {
+        tokio::time::timeout(
+            OVERDUE_COUNT_TIMEOUT,
+            state.tickets.store.overdue_by_kind(now),
+        )
+        .await
+        .ok()
+    } else {
+        None
+    };
+    match counted {
+        None => {}
+        Some(Ok(counts)) => {
             for kind in crate::tickets::TicketKind::ALL {
                 let n = counts
                     .iter()
@@ -38,7 +71,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 crate::metrics::tickets_overdue(kind.as_str(), n);
             }
         }
-        Err(e) => tracing::warn!(error = %e, "counting overdue tickets failed"),
+        Some(Err(e)) => tracing::warn!(error = %e, "counting overdue tickets failed"),
     }
     (
         [(

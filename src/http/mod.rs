@@ -91,6 +91,8 @@ pub struct AppState {
     pub events: crate::events::EventBus,
     /// Running webhooks, for dead-letter retries (none until the daemon starts them).
     pub webhooks: crate::events::webhooks::Webhooks,
+    /// Whether the database takes writes, as the store writer finds it (`/healthz`).
+    pub store_health: crate::store::StoreHealth,
 }
 
 impl AppState {
@@ -119,6 +121,7 @@ impl AppState {
             control: None,
             archive_root: config.archive.root.clone(),
             callbacks: config.callbacks.clone(),
+            store_health: crate::store::StoreHealth::new(),
         }
     }
 }

@@ -157,6 +157,9 @@ pub struct DaemonSpec {
     pub survey_timeout_ms: Option<u64>,
     /// More TOML, appended as is (e.g. `[[trunks]]`, `[calendar]`).
     pub extra_toml: String,
+    /// `[store] database`; None: a SQLite file in the daemon's temp dir, or a fresh
+    /// PostgreSQL schema when `THREERING_TEST_DB=postgres` (see [`super::Daemon::start`]).
+    pub database: Option<String>,
 }
 
 impl DaemonSpec {
@@ -172,7 +175,14 @@ impl DaemonSpec {
             trusted_peers: None,
             survey_timeout_ms: None,
             extra_toml: String::new(),
+            database: None,
         }
+    }
+
+    /// `[store] database` (e.g. a PostgreSQL URL through a test proxy).
+    pub fn database(mut self, url: &str) -> Self {
+        self.database = Some(url.to_owned());
+        self
     }
 
     /// Appends `toml` to the config (sections the spec has no field for).
@@ -244,11 +254,11 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let _ = writeln!(t, "role = \"admin\"");
     let _ = writeln!(t, "token_sha256 = {}", toml_str(&token_sha256(token)));
     let _ = writeln!(t, "\n[store]");
-    let _ = writeln!(
-        t,
-        "database = {}",
-        toml_str(&format!("sqlite://{dir}/t.db"))
-    );
+    let database = spec
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{dir}/t.db"));
+    let _ = writeln!(t, "database = {}", toml_str(&database));
     let _ = writeln!(
         t,
         "recordings = {}",
