@@ -263,7 +263,31 @@ async fn the_audit_log_is_numbered_and_filtered(store: Store, _db: &TestDb) {
     assert!(users.audit_log(&future).await.unwrap().is_empty());
 }
 
+/// Entries written at once from many requests still get 1, 2, 3, ... (the insert
+/// takes the table's write lock; on PostgreSQL two `MAX + 1`s would collide without it).
+async fn concurrent_audit_entries_get_distinct_numbers(store: Store, _db: &TestDb) {
+    let (users, _store) = users(store);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let users = users.clone();
+        tasks.push(tokio::spawn(async move {
+            users
+                .audit(NewAudit::new(&format!("u{i}"), None, "login.ok"))
+                .await
+                .unwrap()
+                .seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=24).collect::<Vec<i64>>());
+}
+
 crate::store_test!(
+    concurrent_audit_entries_get_distinct_numbers,
     users_are_created_with_a_hashed_password_and_unique_names,
     login_checks_the_password_and_the_rate_limit,
     disabled_users_cannot_log_in_and_lose_their_sessions_and_tokens,
