@@ -17,7 +17,6 @@ use threering::call::record::{
 use threering::config::{RingsConfig, Role, TokenConfig};
 use threering::http::{serve, AppState};
 use threering::store::testing::TestDb;
-use threering::store::Store;
 
 const TOKEN: &str = "test-token-1";
 /// 2025-03-01T08:30:00.125Z.

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use threering::config::{Config, Role};
 use threering::http::{serve, AppState};
 use threering::store::testing::TestDb;
-use threering::store::Store;
 use tickets_common::{call_record, Reply};
 
 const PASSWORD: &str = "page-test-password";

@@ -536,6 +536,46 @@ mod tests {
     }
 
     #[test]
+    fn store_urls_pool_size_and_spool_are_checked() {
+        let mut config = Config::embedded();
+        config.store.database = "postgres://tr:secret@db.example:5432/threering".into();
+        config.store.max_connections = Some(20);
+        config.store.spool = Some("/var/spool/threering".into());
+        assert_eq!(config.validate(), Vec::new());
+        config.store.database = "mysql://tr:secret@db/threering".into();
+        config.store.max_connections = Some(0);
+        config.store.spool = Some("".into());
+        let problems = config.validate();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["store.database", "store.max_connections", "store.spool"]
+        );
+        assert!(problems[0].message.contains("postgres://"));
+        assert!(
+            !problems[0].message.contains("secret"),
+            "{}",
+            problems[0].message
+        );
+        config.store.database = "postgres://".into();
+        assert_eq!(config.validate()[0].key, "store.database");
+    }
+
+    #[test]
+    fn the_spool_defaults_to_beside_the_recordings() {
+        let mut config = Config::embedded();
+        config.store.recordings = "/var/lib/threering/recordings".into();
+        assert_eq!(
+            config.store.spool_dir(),
+            std::path::Path::new("/var/lib/threering/spool")
+        );
+        config.store.recordings = "recordings".into();
+        assert_eq!(config.store.spool_dir(), std::path::Path::new("spool"));
+        config.store.spool = Some("/elsewhere".into());
+        assert_eq!(config.store.spool_dir(), std::path::Path::new("/elsewhere"));
+    }
+
+    #[test]
     fn tls_listen_is_refused_for_now() {
         let mut config = Config::embedded();
         config.sip.listen.push("tls:127.0.0.1:5061".into());

@@ -82,7 +82,19 @@ pub(super) fn one_of(values: &[&str]) -> Value {
 pub(super) fn health(_: &mut SchemaGenerator) -> Value {
     object(
         &["status"],
-        json!({ "status": { "type": "string", "enum": ["ok", "unavailable"] } }),
+        json!({
+            "status": { "type": "string", "enum": ["ok", "degraded", "unavailable"] },
+            "store": {
+                "description": "while degraded: the database cannot be written, call records queue",
+                "type": "object",
+                "required": ["up", "queued_records"],
+                "properties": {
+                    "up": { "type": "boolean" },
+                    "queued_records": { "type": "integer", "minimum": 0 },
+                    "reason": { "type": ["string", "null"] },
+                },
+            },
+        }),
     )
 }
 
