@@ -5,7 +5,8 @@
 //!
 //! Must hold: every call is answered and completes; the records queue (not one reaches
 //! the database during the outage); `/healthz` answers 200 "degraded" and `/metrics`
-//! shows `threering_store_up 0` and queued records; the outage is logged once. After
+//! shows `threering_store_up 0` and queued records; the API answers 503 (JSON); the
+//! outage is logged once. After
 //! the proxy is back: all 50 records are in the database exactly once (50 rows, 50
 //! distinct SIP Call-IDs, each answered and ended, one attempt each), and the daemon
 //! says "ok" again.
@@ -116,6 +117,11 @@ fn fifty_calls_during_a_30_s_postgres_outage_are_all_recorded_once() {
         }
         thread::sleep(Duration::from_millis(250));
     }
+    // The API cannot read meanwhile: 503 with a JSON message, not a 500 or a hang.
+    let listing = daemon.get("/api/calls").expect("GET /api/calls");
+    assert_eq!(listing.status, 503, "{}", listing.text());
+    let error: Value = serde_json::from_slice(&listing.body).expect("a JSON error");
+    assert!(error["error"].is_string(), "{error}");
     let callers = callers.wait_at_most(OUTAGE);
     let agents = agents.wait_at_most(Duration::from_secs(15));
     let runs = [&callers, &agents];
