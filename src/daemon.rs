@@ -9,12 +9,16 @@ use crate::http::{self, AppState};
 use crate::media::PortPool;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, OverloadConfig, TrustPolicy};
 use crate::sip::transaction::TimerConfig;
-use crate::store::{Store, StoreWriter};
+use crate::store::{Store, StoreHealth, StoreWriter, WriterOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// Call records the channel from call control to the store writer holds (the writer
+/// takes them off at once, whatever the database does).
+const WRITER_CHANNEL: usize = 1024;
 
 /// At a draining stop, how long webhooks may go on delivering what is queued.
 const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
@@ -25,6 +29,11 @@ pub enum DaemonError {
     Config(String),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("store spool {}: {source}", path.display())]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("media: {0}")]
     Media(#[from] crate::media::MediaError),
     #[error("TLS: {0}")]
@@ -54,8 +63,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let root = CancellationToken::new();
-    let store = Store::open(&config.store.database).await?;
-    repair_recordings(&store, &config.store.recordings).await?;
+    let store = Store::open_config(&config.store).await?;
     // One CTI event bus for call control, tickets, the API and the webhooks.
     let cti = crate::events::EventBus::new(&config.daemon.node_id);
     let (webhooks, webhook_tasks) =
@@ -65,9 +73,29 @@ pub async fn run(
         crate::tickets::ticket::Rules::from_config(&config),
     )
     .with_events(cti.clone());
-    let (writer, writer_task) =
-        StoreWriter::spawn_with_tickets(store.clone(), 1024, Some(tickets.clone()));
+    // Before the writer, so its store gauges land in this recorder.
     let metrics = crate::metrics::install();
+    let store_health = StoreHealth::new();
+    let spool = config.store.spool_dir();
+    let (writer, writer_task) = StoreWriter::start(
+        store.clone(),
+        WriterOptions {
+            capacity: WRITER_CHANNEL,
+            memory_queue: config.store.memory_queue,
+            spool: Some(spool.clone()),
+            tickets: Some(tickets.clone()),
+            health: store_health.clone(),
+        },
+    )
+    .await
+    .map_err(|source| DaemonError::Spool {
+        path: spool.clone(),
+        source,
+    })?;
+    // Records a crash left in the spool are newer than what the database holds: they
+    // go in before the recordings are repaired from the database's view.
+    writer.flush().await;
+    repair_recordings(&store, &config.store.recordings).await?;
 
     let listen = config.sip_listen_specs().map_err(DaemonError::Config)?;
     // Certificates are read once, here; a file changed since `check-config` is caught.
@@ -114,6 +142,7 @@ pub async fn run(
     let (control_tx, control_rx) = mpsc::channel(64);
     let mut state = AppState::new(&config, store.clone());
     state.metrics = metrics;
+    state.store_health = store_health;
     state.ready = ready.clone();
     state.control = Some(control_tx.clone());
     state.tickets = tickets;

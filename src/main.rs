@@ -141,10 +141,13 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Migrate { config } => {
                 let config = load_config(config.as_ref())?;
-                threering::store::Store::open(&config.store.database)
+                threering::store::Store::open_config(&config.store)
                     .await
                     .context("migrate")?;
-                println!("database {} is up to date", config.store.database);
+                println!(
+                    "database {} is up to date",
+                    threering::store::redact_url(&config.store.database)
+                );
             }
             Command::CheckConfig { .. } => unreachable!("handled before the runtime starts"),
             Command::User(args) => threering::users::cli::run(args).await?,
@@ -215,7 +218,7 @@ async fn archive(
     use threering::tickets::ticket::Rules;
     use threering::tickets::Tickets;
 
-    let store = threering::store::Store::open(&config.store.database)
+    let store = threering::store::Store::open_config(&config.store)
         .await
         .context("archive: opening the store")?;
     let rules = Rules::from_config(&config);

@@ -15,6 +15,8 @@
 //! | `threering_sip_auth_failures_total` | counter | — |
 //! | `threering_sip_auth_lockouts_total` | counter | `kind` (`source`, `user`) |
 //! | `threering_sip_auth_lockouts_active` | gauge | `kind` |
+//! | `threering_store_up` | gauge (1/0) | — |
+//! | `threering_store_queued_records` | gauge | — |
 //!
 //! The recorder is built here and rendered by the HTTP server at `/metrics`; no exporter
 //! of its own listens anywhere.
@@ -39,6 +41,8 @@ const TASKS: &str = "threering_tokio_alive_tasks";
 const SIP_AUTH_FAILURES: &str = "threering_sip_auth_failures_total";
 const SIP_AUTH_LOCKOUTS: &str = "threering_sip_auth_lockouts_total";
 const SIP_AUTH_LOCKOUTS_ACTIVE: &str = "threering_sip_auth_lockouts_active";
+const STORE_UP: &str = "threering_store_up";
+const STORE_QUEUED: &str = "threering_store_queued_records";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -139,6 +143,17 @@ fn describe() {
         SIP_DROPPED,
         "SIP messages dropped unanswered for overload, by reason (source_rate, udp_queue_full, event_queue)"
     );
+    describe_gauge!(
+        STORE_UP,
+        "1 while the database takes writes, 0 while call records queue for it (an alarm)"
+    );
+    describe_gauge!(
+        STORE_QUEUED,
+        "Call records waiting to be written to the database (in memory and in the spool)"
+    );
+    // Present from the first scrape, not only after the first outage.
+    gauge!(STORE_UP).set(1.0);
+    gauge!(STORE_QUEUED).set(0.0);
 }
 
 /// A call ended; `outcome` is `CallOutcome::as_str()`. Calls routed to no queue count
@@ -217,4 +232,14 @@ pub fn sip_auth_lockout(kind: &'static str) {
 /// SIP digest lockouts in force now, for one kind.
 pub fn sip_auth_lockouts_active(kind: &'static str, n: usize) {
     gauge!(SIP_AUTH_LOCKOUTS_ACTIVE, "kind" => kind).set(n as f64);
+}
+
+/// Whether the database takes writes (the store writer's latest finding).
+pub fn store_up(up: bool) {
+    gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Call records waiting for the database.
+pub fn store_queued_records(n: u64) {
+    gauge!(STORE_QUEUED).set(n as f64);
 }

@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use threering::config::Config;
+use threering::store::testing::{backend_from_env, TestDb};
 use threering::store::Store;
 use threering::tickets::ticket::{self, NewTicket, Rules, TicketUpdate};
 use threering::tickets::{LinkRole, Ticket, Tickets};
@@ -29,6 +30,7 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 /// A config file, its database, recordings and archive in one temporary directory.
 struct Setup {
     dir: tempfile::TempDir,
+    _db: TestDb,
     config_file: PathBuf,
     config: Config,
 }
@@ -36,7 +38,8 @@ struct Setup {
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let database = format!("sqlite://{}", dir.path().join("threering.db").display());
+        let db = TestDb::new_blocking(backend_from_env());
+        let database = db.url.clone();
         let recordings = dir.path().join("recordings");
         let archive = dir.path().join("archive");
         let toml = format!(
@@ -67,6 +70,7 @@ root = {archive:?}
         assert_eq!(config.archive.root, archive);
         Setup {
             dir,
+            _db: db,
             config_file,
             config,
         }

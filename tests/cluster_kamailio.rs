@@ -159,8 +159,8 @@ impl Kamailio {
 
     fn log(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(8000);
-        text[text.ceil_char_boundary(start)..].to_owned()
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
     }
 
     /// Until Kamailio answers an OPTIONS to itself.

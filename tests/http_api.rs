@@ -16,7 +16,7 @@ use threering::call::record::{
 };
 use threering::config::{RingsConfig, Role, TokenConfig};
 use threering::http::{serve, AppState};
-use threering::store::Store;
+use threering::store::testing::TestDb;
 
 const TOKEN: &str = "test-token-1";
 /// 2025-03-01T08:30:00.125Z.
@@ -28,6 +28,7 @@ struct Server {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Server {
@@ -124,8 +125,8 @@ fn abandoned() -> CallRecord {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("api.db").display());
-    let store = Store::open(&url).await.unwrap();
+    let db = TestDb::from_env().await;
+    let store = db.open().await;
     store.save_call(&answered()).await.unwrap();
     store.save_call(&abandoned()).await.unwrap();
     let ready = Arc::new(AtomicBool::new(false));
@@ -151,6 +152,7 @@ async fn start() -> Server {
         stop,
         task,
         _dir: dir,
+        _db: db,
     }
 }
 

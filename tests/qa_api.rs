@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use threering::call::record::HangupSide;
 use threering::config::{Config, Role, TokenConfig};
 use threering::http::{serve, AppState};
+use threering::store::testing::TestDb;
 use threering::store::Store;
 use tickets_common::{call_record, request, Reply};
 
@@ -30,6 +31,7 @@ struct Server {
     store: Store,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Server {
@@ -82,9 +84,8 @@ fn write_wav(path: &Path) {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("qa.db").display()))
-        .await
-        .unwrap();
+    let db = TestDb::from_env().await;
+    let store = db.open().await;
     let mut config = Config::embedded();
     config.store.recordings = dir.path().join("recordings");
     let mut state = AppState::new(&config, store.clone());
@@ -117,6 +118,7 @@ async fn start() -> Server {
         store,
         stop,
         _dir: dir,
+        _db: db,
     }
 }
 

@@ -20,6 +20,7 @@ use threering::call::record::{
 };
 use threering::config::{Config, Role, TokenConfig};
 use threering::http::{serve, AppState};
+use threering::store::testing::TestDb;
 use threering::store::Store;
 use threering::tickets::ticket::{NewTicket, TimeInput};
 use threering::tickets::Tickets;
@@ -53,13 +54,14 @@ struct Server {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("reports.db").display());
-        let store = Store::open(&url).await.unwrap();
+        let db = TestDb::from_env().await;
+        let store = db.open().await;
         let mut config = Config::embedded();
         config.store.recordings = dir.path().join("recordings");
         config.archive.root = dir.path().join("archive");
@@ -83,6 +85,7 @@ impl Server {
             stop,
             task,
             _dir: dir,
+            _db: db,
         }
     }
 
@@ -744,10 +747,10 @@ async fn roles_and_bad_parameters() {
 #[tokio::test]
 async fn the_report_shift_command_prints_text_html_and_json() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
+    let db = TestDb::from_env().await;
     let config_text = Config::EMBEDDED.replace(
         "database = \"sqlite://threering.db\"",
-        &format!("database = \"sqlite://{}\"", db.display()),
+        &format!("database = {:?}", db.url),
     );
     assert_ne!(config_text, Config::EMBEDDED);
     let config_file = dir.path().join("threering.toml");
@@ -834,5 +837,4 @@ async fn the_report_shift_command_prints_text_html_and_json() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--from"));
-    assert!(db.exists());
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use threering::config::{Config, Role};
 use threering::http::{serve, AppState};
-use threering::store::Store;
+use threering::store::testing::TestDb;
 use tickets_common::{call_record, Reply};
 
 const PASSWORD: &str = "page-test-password";
@@ -25,13 +25,13 @@ struct Server {
     addr: SocketAddr,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
-        .await
-        .unwrap();
+    let db = TestDb::from_env().await;
+    let store = db.open().await;
     let config = Config::embedded();
     let state = AppState::new(&config, store.clone());
     for (name, role) in [("boss", Role::Supervisor), ("1001", Role::Agent)] {
@@ -54,6 +54,7 @@ async fn start() -> Server {
         addr,
         stop,
         _dir: dir,
+        _db: db,
     }
 }
 

@@ -162,11 +162,37 @@ pub struct MediaConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://path` (relative to the working directory), `sqlite::memory:`, or later
-    /// `postgres://…`.
+    /// `sqlite://path` (relative to the working directory), `sqlite::memory:`, or
+    /// `postgres://user[:password]@host[:port]/database`.
     pub database: String,
     /// Root directory of the recordings.
     pub recordings: PathBuf,
+    /// Connections in the pool; default 4 for SQLite, 10 for PostgreSQL.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Call records kept in memory while the database cannot be written; more go to the
+    /// spool file. 0: every record waiting for the database is on disk at once.
+    #[serde(default = "default_memory_queue")]
+    pub memory_queue: usize,
+    /// Directory of the spool: call records waiting for the database (`calls.jsonl`),
+    /// replayed at the next start, and records it refused for good
+    /// (`dead-letters.jsonl`). Default: `spool` beside the recordings root.
+    #[serde(default)]
+    pub spool: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// The spool directory: `spool`, or `spool` beside the recordings root.
+    pub fn spool_dir(&self) -> PathBuf {
+        match &self.spool {
+            Some(dir) => dir.clone(),
+            None => self
+                .recordings
+                .parent()
+                .unwrap_or(std::path::Path::new(""))
+                .join("spool"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -234,6 +260,9 @@ fn default_node_id() -> String {
 }
 fn default_max_calls() -> usize {
     500
+}
+fn default_memory_queue() -> usize {
+    1000
 }
 
 /// One thing wrong with a configuration, at one key.

@@ -312,15 +312,42 @@ impl Config {
 
     fn check_store(&self, problems: &mut Vec<ConfigProblem>) {
         let url = self.store.database.as_str();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            problems.push(ConfigProblem::new(
-                "store.database",
-                "PostgreSQL is not supported yet; use sqlite://FILE",
-            ));
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if postgres {
+            if url
+                .split_once("://")
+                .is_none_or(|(_, rest)| rest.is_empty())
+            {
+                problems.push(ConfigProblem::new(
+                    "store.database",
+                    "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                ));
+            }
         } else if !url.starts_with("sqlite:") || url.len() <= "sqlite:".len() {
             problems.push(ConfigProblem::new(
                 "store.database",
-                format!("{url:?}: expected sqlite://FILE or sqlite::memory:"),
+                format!(
+                    "{:?}: expected sqlite://FILE, sqlite::memory: or \
+                     postgres://USER@HOST/DATABASE",
+                    crate::store::redact_url(url)
+                ),
+            ));
+        }
+        if self.store.max_connections == Some(0) {
+            problems.push(ConfigProblem::new(
+                "store.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self
+            .store
+            .spool
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            problems.push(ConfigProblem::new(
+                "store.spool",
+                "must not be empty (leave it out for `spool` beside the recordings root)",
             ));
         }
         if self.store.recordings.as_os_str().is_empty() {
@@ -570,6 +597,46 @@ mod tests {
             assert!(problem.contains("tls: entry"), "{problem}");
             assert_eq!(contact_problem(tls, true), None);
         }
+    }
+
+    #[test]
+    fn store_urls_pool_size_and_spool_are_checked() {
+        let mut config = Config::embedded();
+        config.store.database = "postgres://tr:secret@db.example:5432/threering".into();
+        config.store.max_connections = Some(20);
+        config.store.spool = Some("/var/spool/threering".into());
+        assert_eq!(config.validate(), Vec::new());
+        config.store.database = "mysql://tr:secret@db/threering".into();
+        config.store.max_connections = Some(0);
+        config.store.spool = Some("".into());
+        let problems = config.validate();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["store.database", "store.max_connections", "store.spool"]
+        );
+        assert!(problems[0].message.contains("postgres://"));
+        assert!(
+            !problems[0].message.contains("secret"),
+            "{}",
+            problems[0].message
+        );
+        config.store.database = "postgres://".into();
+        assert_eq!(config.validate()[0].key, "store.database");
+    }
+
+    #[test]
+    fn the_spool_defaults_to_beside_the_recordings() {
+        let mut config = Config::embedded();
+        config.store.recordings = "/var/lib/threering/recordings".into();
+        assert_eq!(
+            config.store.spool_dir(),
+            std::path::Path::new("/var/lib/threering/spool")
+        );
+        config.store.recordings = "recordings".into();
+        assert_eq!(config.store.spool_dir(), std::path::Path::new("spool"));
+        config.store.spool = Some("/elsewhere".into());
+        assert_eq!(config.store.spool_dir(), std::path::Path::new("/elsewhere"));
     }
 
     #[test]

@@ -132,6 +132,17 @@ impl IntoResponse for ApiError {
                 Json(json!({ "error": message, "parameter": param })),
             )
                 .into_response(),
+            // The database unreachable, locked or restarting: try again later (the
+            // store writer queues call records meanwhile; API requests are not queued).
+            ApiError::Store(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "API request failed: the database is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+                    Json(json!({ "error": message })),
+                )
+                    .into_response()
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "API request failed in the store");
                 (

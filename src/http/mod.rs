@@ -96,6 +96,8 @@ pub struct AppState {
     pub webhooks: crate::events::webhooks::Webhooks,
     /// SIP digest lockouts (`/api/security/lockouts`), shared with call control.
     pub sip_lockouts: Arc<crate::sip::auth::lockout::Lockouts>,
+    /// Whether the database takes writes, as the store writer finds it (`/healthz`).
+    pub store_health: crate::store::StoreHealth,
 }
 
 impl AppState {
@@ -127,6 +129,7 @@ impl AppState {
             sip_lockouts: Arc::new(crate::sip::auth::lockout::Lockouts::new(
                 config.sip.lockout_policy(),
             )),
+            store_health: crate::store::StoreHealth::new(),
         }
     }
 }

@@ -71,7 +71,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     let range = Range::resolve(from, to, now)
         .map_err(|(name, message)| anyhow::anyhow!("--{name}: {message}"))?;
-    let store = crate::store::Store::open(&config.store.database)
+    let store = crate::store::Store::open_config(&config.store)
         .await
         .context("report: opening the store")?;
     let report = shift::build(&store, &settings, range, now).await;

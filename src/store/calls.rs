@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use serde::de::value::StrDeserializer;
 use serde::de::{DeserializeOwned, IntoDeserializer};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use sqlx::Row;
 
+use super::sql::{flag, opt_flag, to_flag, to_opt_flag, Backend, SqlBuilder};
 use super::{Store, StoreError};
 use crate::call::record::{AgentAttempt, CallRecord, HangupSide, RecordingMeta};
 
@@ -80,9 +82,9 @@ impl Store {
     /// rows, so call control may save a call at each step (answer, end).
     pub async fn save_call(&self, call: &CallRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        upsert_call_row(&mut tx, call).await?;
-        replace_attempts(&mut tx, call).await?;
-        replace_tickets(&mut tx, call).await?;
+        upsert_call_row(&mut tx, self.backend, call).await?;
+        replace_attempts(&mut tx, self.backend, call).await?;
+        replace_tickets(&mut tx, self.backend, call).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -90,15 +92,17 @@ impl Store {
     pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
         // One read transaction, so the call and its attempts come from the same snapshot.
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?"))
+        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?");
+        let row = sqlx::query(&self.sql(&sql))
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let mut calls = vec![call_from_row(&row)?];
-        attach_children(&mut tx, &mut calls).await?;
+        attach_children(&mut tx, self.backend, &mut calls).await?;
         tx.commit().await?;
         Ok(calls.pop())
     }
@@ -117,63 +121,65 @@ impl Store {
             .iter()
             .map(call_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        attach_children(&mut tx, &mut calls).await?;
+        attach_children(&mut tx, self.backend, &mut calls).await?;
         tx.commit().await?;
         Ok(calls)
     }
 
     /// Callbacks (outbound calls) `agent` started at or after `since` (epoch ms).
     pub async fn callbacks_by(&self, agent: &str, since: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
+        let sql = self.sql(
             "SELECT COUNT(*) FROM calls WHERE direction = 'outbound' AND caller = ? \
              AND started_at >= ?",
-        )
-        .bind(agent)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?)
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(agent)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Calls matching `filter`, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-        let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {CALL_COLUMNS} FROM calls WHERE 1 = 1"));
+        let mut query = SqlBuilder::new(format!("SELECT {CALL_COLUMNS} FROM calls WHERE 1 = 1"));
         if let Some(from) = filter.from {
-            query.push(" AND started_at >= ").push_bind(from);
+            query.push(" AND started_at >= ").bind(from);
         }
         if let Some(to) = filter.to {
-            query.push(" AND started_at < ").push_bind(to);
+            query.push(" AND started_at < ").bind(to);
         }
         if let Some(agent) = &filter.agent {
-            query.push(" AND agent = ").push_bind(agent.as_str());
+            query.push(" AND agent = ").bind(agent.as_str());
         }
         if let Some(queue) = &filter.queue {
-            query.push(" AND queue = ").push_bind(queue.as_str());
+            query.push(" AND queue = ").bind(queue.as_str());
         }
         if let Some(ticket) = &filter.ticket {
             query
                 .push(" AND id IN (SELECT call_id FROM call_tickets WHERE ticket_id = ")
-                .push_bind(ticket.as_str())
+                .bind(ticket.as_str())
                 .push(")");
         }
         if let Some(violation) = filter.violation {
             query
                 .push(" AND three_ring_ok = ")
-                .push_bind(i64::from(!violation));
+                .bind(i64::from(!violation));
         }
         if let Some(caller) = &filter.caller {
-            // instr, not LIKE: the text is matched as it is, % and _ included.
+            // Not LIKE: the text is matched as it is, % and _ included.
             query
-                .push(" AND instr(caller, ")
-                .push_bind(caller.as_str())
+                .push(" AND ")
+                .push(self.backend.position_fn())
+                .push("(caller, ")
+                .bind(caller.as_str())
                 .push(") > 0");
         }
         if let Some(rings) = filter.min_rings {
-            query.push(" AND rings >= ").push_bind(rings);
+            query.push(" AND rings >= ").bind(rings);
         }
         if let Some(score) = filter.max_survey {
-            query.push(" AND survey_score <= ").push_bind(score);
+            query.push(" AND survey_score <= ").bind(score);
         }
         match filter.qa_scored {
             Some(true) => {
@@ -186,22 +192,27 @@ impl Store {
         }
         query
             .push(" ORDER BY started_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+            .bind(i64::from(limit));
 
+        let sql = query.text(self.backend);
         let mut tx = self.pool.begin().await?;
-        let rows = query.build().fetch_all(&mut *tx).await?;
+        let rows = query.bind_to(sqlx::query(&sql)).fetch_all(&mut *tx).await?;
         let mut calls = rows
             .iter()
             .map(call_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        attach_children(&mut tx, &mut calls).await?;
+        attach_children(&mut tx, self.backend, &mut calls).await?;
         tx.commit().await?;
         Ok(calls)
     }
 }
 
-async fn upsert_call_row(conn: &mut SqliteConnection, call: &CallRecord) -> Result<(), StoreError> {
-    sqlx::query(UPSERT_CALL)
+async fn upsert_call_row(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    call: &CallRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(&backend.sql(UPSERT_CALL))
         .bind(&call.id)
         .bind(&call.sip_call_id)
         .bind(call.direction.as_str())
@@ -215,8 +226,8 @@ async fn upsert_call_row(conn: &mut SqliteConnection, call: &CallRecord) -> Resu
         .bind(call.ended_at)
         .bind(call.caller_ring_ms)
         .bind(call.rings)
-        .bind(call.three_ring_ok)
-        .bind(call.over_limit)
+        .bind(to_opt_flag(call.three_ring_ok))
+        .bind(to_opt_flag(call.over_limit))
         .bind(call.outcome.as_str())
         .bind(call.hangup_side.map(HangupSide::as_str))
         .bind(call.talk_ms)
@@ -225,9 +236,9 @@ async fn upsert_call_row(conn: &mut SqliteConnection, call: &CallRecord) -> Resu
         .bind(&call.recording.sha256)
         .bind(call.recording.duration_ms)
         .bind(call.recording.bytes)
-        .bind(call.recording.interrupted)
+        .bind(to_flag(call.recording.interrupted))
         .bind(serde_json::to_string(&call.recording.paused_spans).unwrap_or_else(|_| "[]".into()))
-        .bind(call.survey_offered)
+        .bind(to_flag(call.survey_offered))
         .bind(chrono::Utc::now().timestamp_millis())
         .execute(conn)
         .await?;
@@ -235,15 +246,17 @@ async fn upsert_call_row(conn: &mut SqliteConnection, call: &CallRecord) -> Resu
 }
 
 async fn replace_attempts(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
+    backend: Backend,
     call: &CallRecord,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM call_attempts WHERE call_id = ?")
+    sqlx::query(&backend.sql("DELETE FROM call_attempts WHERE call_id = ?"))
         .bind(&call.id)
         .execute(&mut *conn)
         .await?;
+    let insert = backend.sql(INSERT_ATTEMPT);
     for (seq, attempt) in call.attempts.iter().enumerate() {
-        sqlx::query(INSERT_ATTEMPT)
+        sqlx::query(&insert)
             .bind(&call.id)
             .bind(seq as i64)
             .bind(&attempt.agent)
@@ -252,7 +265,7 @@ async fn replace_attempts(
             .bind(attempt.ended_at)
             .bind(attempt.ring_ms)
             .bind(attempt.outcome.as_str())
-            .bind(attempt.sip_status)
+            .bind(attempt.sip_status.map(i64::from))
             .execute(&mut *conn)
             .await?;
     }
@@ -262,25 +275,30 @@ async fn replace_attempts(
 /// The call's own ticket links: `X-Ticket-ID` on an inbound call (role `inbound`), the
 /// ticket of a callback (role `reply`). Links are only ever added here: those made through
 /// the API stay when call control saves the call again.
-async fn replace_tickets(conn: &mut SqliteConnection, call: &CallRecord) -> Result<(), StoreError> {
+async fn replace_tickets(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    call: &CallRecord,
+) -> Result<(), StoreError> {
     let (role, by) = match call.direction {
         crate::call::record::Direction::Inbound => ("inbound", "sip"),
         crate::call::record::Direction::Outbound => ("reply", "callback"),
     };
+    let insert = backend.sql(
+        "INSERT INTO call_tickets (call_id, seq, ticket_id, role, linked_at, linked_by) \
+         VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM call_tickets WHERE call_id = ?), ?, ?, ?, ?) \
+         ON CONFLICT (call_id, ticket_id) DO NOTHING",
+    );
     for ticket in &call.tickets {
-        sqlx::query(
-            "INSERT INTO call_tickets (call_id, seq, ticket_id, role, linked_at, linked_by) \
-             VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM call_tickets WHERE call_id = ?), ?, ?, ?, ?) \
-             ON CONFLICT (call_id, ticket_id) DO NOTHING",
-        )
-        .bind(&call.id)
-        .bind(&call.id)
-        .bind(ticket)
-        .bind(role)
-        .bind(call.started_at)
-        .bind(by)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&insert)
+            .bind(&call.id)
+            .bind(&call.id)
+            .bind(ticket)
+            .bind(role)
+            .bind(call.started_at)
+            .bind(by)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -288,7 +306,8 @@ async fn replace_tickets(conn: &mut SqliteConnection, call: &CallRecord) -> Resu
 /// Fills in the attempts and tickets of `calls` with one query each, whatever the
 /// number of calls.
 pub(super) async fn attach_children(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
+    backend: Backend,
     calls: &mut [CallRecord],
 ) -> Result<(), StoreError> {
     if calls.is_empty() {
@@ -296,26 +315,37 @@ pub(super) async fn attach_children(
     }
     let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
 
-    let mut query = QueryBuilder::<Sqlite>::new(
+    let mut query = SqlBuilder::new(
         "SELECT call_id, agent, invited_at, ring_started_at, ended_at, ring_ms, outcome, \
          sip_status FROM call_attempts WHERE call_id IN (",
     );
-    push_id_list(&mut query, &ids);
-    query.push(") ORDER BY call_id, seq");
+    query
+        .bind_list(ids.iter().copied())
+        .push(") ORDER BY call_id, seq");
+    let sql = query.text(backend);
     let mut attempts: HashMap<String, Vec<AgentAttempt>> = HashMap::new();
-    for row in query.build().fetch_all(&mut *conn).await? {
+    for row in query
+        .bind_to(sqlx::query(&sql))
+        .fetch_all(&mut *conn)
+        .await?
+    {
         let call_id: String = row.try_get("call_id")?;
         let attempt = attempt_from_row(&row, &call_id)?;
         attempts.entry(call_id).or_default().push(attempt);
     }
 
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "SELECT call_id, ticket_id FROM call_tickets WHERE call_id IN (",
-    );
-    push_id_list(&mut query, &ids);
-    query.push(") ORDER BY call_id, seq");
+    let mut query =
+        SqlBuilder::new("SELECT call_id, ticket_id FROM call_tickets WHERE call_id IN (");
+    query
+        .bind_list(ids.iter().copied())
+        .push(") ORDER BY call_id, seq");
+    let sql = query.text(backend);
     let mut tickets: HashMap<String, Vec<String>> = HashMap::new();
-    for row in query.build().fetch_all(&mut *conn).await? {
+    for row in query
+        .bind_to(sqlx::query(&sql))
+        .fetch_all(&mut *conn)
+        .await?
+    {
         let call_id: String = row.try_get("call_id")?;
         tickets
             .entry(call_id)
@@ -330,15 +360,8 @@ pub(super) async fn attach_children(
     Ok(())
 }
 
-fn push_id_list<'a>(query: &mut QueryBuilder<'a, Sqlite>, ids: &[&'a str]) {
-    let mut list = query.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
-    }
-}
-
 /// A call row without its attempts and tickets (see [`attach_children`]).
-pub(super) fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
+pub(super) fn call_from_row(row: &AnyRow) -> Result<CallRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let direction: String = row.try_get("direction")?;
     let outcome: String = row.try_get("outcome")?;
@@ -354,7 +377,7 @@ pub(super) fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
             sha256: row.try_get("recording_sha256")?,
             duration_ms: row.try_get("recording_ms")?,
             bytes: row.try_get("recording_bytes")?,
-            interrupted: row.try_get("interrupted")?,
+            interrupted: flag(row, "interrupted")?,
             paused_spans,
         },
         direction: decode(&id, "direction", &direction)?,
@@ -374,20 +397,29 @@ pub(super) fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
         ended_at: row.try_get("ended_at")?,
         caller_ring_ms: row.try_get("caller_ring_ms")?,
         rings: row.try_get("rings")?,
-        three_ring_ok: row.try_get("three_ring_ok")?,
-        over_limit: row.try_get("over_limit")?,
+        three_ring_ok: opt_flag(row, "three_ring_ok")?,
+        over_limit: opt_flag(row, "over_limit")?,
         talk_ms: row.try_get("talk_ms")?,
         recording_path: row.try_get("recording_path")?,
         survey_score: row.try_get("survey_score")?,
-        survey_offered: row.try_get("survey_offered")?,
+        survey_offered: flag(row, "survey_offered")?,
         attempts: Vec::new(),
         tickets: Vec::new(),
         id,
     })
 }
 
-fn attempt_from_row(row: &SqliteRow, call_id: &str) -> Result<AgentAttempt, StoreError> {
+fn attempt_from_row(row: &AnyRow, call_id: &str) -> Result<AgentAttempt, StoreError> {
     let outcome: String = row.try_get("outcome")?;
+    let sip_status: Option<i64> = row.try_get("sip_status")?;
+    let sip_status = match sip_status {
+        Some(status) => Some(u16::try_from(status).map_err(|_| StoreError::Corrupt {
+            call_id: call_id.to_owned(),
+            column: "call_attempts.sip_status",
+            value: status.to_string(),
+        })?),
+        None => None,
+    };
     Ok(AgentAttempt {
         agent: row.try_get("agent")?,
         invited_at: row.try_get("invited_at")?,
@@ -395,7 +427,7 @@ fn attempt_from_row(row: &SqliteRow, call_id: &str) -> Result<AgentAttempt, Stor
         ended_at: row.try_get("ended_at")?,
         ring_ms: row.try_get("ring_ms")?,
         outcome: decode(call_id, "call_attempts.outcome", &outcome)?,
-        sip_status: row.try_get("sip_status")?,
+        sip_status,
     })
 }
 

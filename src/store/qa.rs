@@ -25,22 +25,25 @@ impl Store {
     /// Saves a new score version for `score.call_id` (its version and `supersedes` are
     /// filled in here): the first, or a correction when `score.reason` is given.
     pub async fn add_score(&self, mut score: Score) -> Result<Score, ScoreRefused> {
-        // IMMEDIATE: read the latest version and insert the next without a race.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let latest: Option<(String, i64)> = sqlx::query(
+        // Read the latest version and insert the next without a race.
+        let mut tx = self.begin_writing("qa_scores").await?;
+        let sql = self.sql(
             "SELECT id, version FROM qa_scores WHERE call_id = ? ORDER BY version DESC LIMIT 1",
-        )
-        .bind(&score.call_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("version")?)))
-        .transpose()?;
+        );
+        let latest: Option<(String, i64)> = sqlx::query(&sql)
+            .bind(&score.call_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("version")?)))
+            .transpose()?;
         match (&latest, score.reason.as_deref().map(str::trim)) {
             (Some((_, version)), None | Some("")) => {
+                // Ended at once: on PostgreSQL it holds a table lock.
+                tx.rollback().await?;
                 return Err(ScoreRefused::NeedsReason {
                     call_id: score.call_id.clone(),
                     version: *version,
-                })
+                });
             }
             (None, _) => score.reason = None,
             _ => {}
@@ -48,36 +51,38 @@ impl Store {
         score.version = latest.as_ref().map_or(1, |(_, v)| v + 1);
         score.supersedes = latest.map(|(id, _)| id);
         let items = serde_json::to_string(&score.items).expect("items serialize");
-        sqlx::query(
+        let insert = self.sql(
             "INSERT INTO qa_scores (id, call_id, version, form, items, total, comment, reason, \
              supersedes, author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&score.id)
-        .bind(&score.call_id)
-        .bind(score.version)
-        .bind(&score.form)
-        .bind(items)
-        .bind(score.total)
-        .bind(&score.comment)
-        .bind(&score.reason)
-        .bind(&score.supersedes)
-        .bind(&score.author)
-        .bind(score.created_at)
-        .execute(&mut *tx)
-        .await?;
+        );
+        sqlx::query(&insert)
+            .bind(&score.id)
+            .bind(&score.call_id)
+            .bind(score.version)
+            .bind(&score.form)
+            .bind(items)
+            .bind(score.total)
+            .bind(&score.comment)
+            .bind(&score.reason)
+            .bind(&score.supersedes)
+            .bind(&score.author)
+            .bind(score.created_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(score)
     }
 
     /// Every score version of a call, oldest first.
     pub async fn scores(&self, call_id: &str) -> Result<Vec<Score>, StoreError> {
-        let rows = sqlx::query(
+        let sql = self.sql(
             "SELECT id, call_id, version, form, items, total, comment, reason, supersedes, \
              author, created_at FROM qa_scores WHERE call_id = ? ORDER BY version",
-        )
-        .bind(call_id)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = sqlx::query(&sql)
+            .bind(call_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let items: String = r.try_get("items")?;
@@ -105,31 +110,33 @@ impl Store {
     }
 
     pub async fn add_annotation(&self, annotation: &Annotation) -> Result<(), StoreError> {
-        sqlx::query(
+        let insert = self.sql(
             "INSERT INTO qa_annotations (id, call_id, at_ms, tag, comment, author, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&annotation.id)
-        .bind(&annotation.call_id)
-        .bind(annotation.at_ms)
-        .bind(&annotation.tag)
-        .bind(&annotation.comment)
-        .bind(&annotation.author)
-        .bind(annotation.created_at)
-        .execute(&self.pool)
-        .await?;
+        );
+        sqlx::query(&insert)
+            .bind(&annotation.id)
+            .bind(&annotation.call_id)
+            .bind(annotation.at_ms)
+            .bind(&annotation.tag)
+            .bind(&annotation.comment)
+            .bind(&annotation.author)
+            .bind(annotation.created_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// A call's annotations in recording order.
     pub async fn annotations(&self, call_id: &str) -> Result<Vec<Annotation>, StoreError> {
-        let rows = sqlx::query(
+        let sql = self.sql(
             "SELECT id, call_id, at_ms, tag, comment, author, created_at FROM qa_annotations \
              WHERE call_id = ? ORDER BY at_ms, created_at",
-        )
-        .bind(call_id)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = sqlx::query(&sql)
+            .bind(call_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(Annotation {

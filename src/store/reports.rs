@@ -2,9 +2,10 @@
 //! however many (read page by page in one snapshot, never with a list limit), the
 //! tickets surveyed in a range, and the tickets still waiting for a reply, by kind.
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 use super::calls::{attach_children, call_from_row, CALL_COLUMNS};
+use super::sql::SqlBuilder;
 use super::tickets::{ticket_from_row, AWAITING, COLUMNS as TICKET_COLUMNS};
 use super::{Store, StoreError};
 use crate::call::record::CallRecord;
@@ -38,32 +39,28 @@ impl Store {
         // page is an index range scan, not an ever-growing OFFSET.
         let mut after: Option<(i64, String)> = None;
         loop {
-            let mut query = QueryBuilder::<Sqlite>::new(format!(
+            let mut query = SqlBuilder::new(format!(
                 "SELECT {CALL_COLUMNS} FROM calls WHERE started_at >= "
             ));
-            query
-                .push_bind(from)
-                .push(" AND started_at < ")
-                .push_bind(to);
+            query.bind(from).push(" AND started_at < ").bind(to);
             if let Some((at, id)) = &after {
                 query
                     .push(" AND (started_at > ")
-                    .push_bind(*at)
+                    .bind(*at)
                     .push(" OR (started_at = ")
-                    .push_bind(*at)
+                    .bind(*at)
                     .push(" AND id > ")
-                    .push_bind(id.clone())
+                    .bind(id.as_str())
                     .push("))");
             }
-            query
-                .push(" ORDER BY started_at, id LIMIT ")
-                .push_bind(PAGE);
-            let rows = query.build().fetch_all(&mut *tx).await?;
+            query.push(" ORDER BY started_at, id LIMIT ").bind(PAGE);
+            let sql = query.text(self.backend);
+            let rows = query.bind_to(sqlx::query(&sql)).fetch_all(&mut *tx).await?;
             let mut page = rows
                 .iter()
                 .map(call_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
-            attach_children(&mut tx, &mut page).await?;
+            attach_children(&mut tx, self.backend, &mut page).await?;
             let full = page.len() as i64 == PAGE;
             after = page.last().map(|c| (c.started_at, c.id.clone()));
             for call in page {
@@ -87,15 +84,16 @@ impl Store {
         max_score: i64,
         now_ms: i64,
     ) -> Result<Vec<Ticket>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE survey_at >= ? AND survey_at < ? \
              AND survey_score IS NOT NULL AND survey_score <= ? ORDER BY survey_at, id"
-        ))
-        .bind(from)
-        .bind(to)
-        .bind(max_score)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = sqlx::query(&self.sql(&sql))
+            .bind(from)
+            .bind(to)
+            .bind(max_score)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| ticket_from_row(r, now_ms)).collect()
     }
 
@@ -117,6 +115,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::call::record::{CallOutcome, CallRecord, Direction, RecordingMeta};
+    use crate::store::testing::TestDb;
     use crate::store::Store;
 
     fn call(id: &str, started_at: i64) -> CallRecord {
@@ -148,9 +147,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn every_call_of_the_range_is_read_past_page_and_list_limits() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
+    async fn every_call_of_the_range_is_read_past_page_and_list_limits(store: Store, _db: &TestDb) {
         // 1203 calls, many sharing a start time, so pages split inside equal times.
         for i in 0..1203_i64 {
             store
@@ -174,4 +171,6 @@ mod tests {
             .all(|w| (w[0].started_at, &w[0].id) < (w[1].started_at, &w[1].id)));
         assert!(store.calls_between(5_000, 6_000).await.unwrap().is_empty());
     }
+
+    crate::store_test!(every_call_of_the_range_is_read_past_page_and_list_limits);
 }

@@ -4,10 +4,12 @@
 //! requests changing one ticket at once cannot lose either change: the second is told
 //! to try again ([`Store::save_ticket`] answers `false`).
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use sqlx::Row;
 
 use super::calls::from_name;
+use super::sql::{opt_flag, to_opt_flag, Backend, SqlBuilder};
 use super::{Store, StoreError};
 use crate::tickets::ticket::is_overdue;
 use crate::tickets::{format_id, HistoryEntry, LinkRole, Ticket, TicketLink};
@@ -57,53 +59,55 @@ impl Store {
     ) -> Result<Ticket, StoreError> {
         let mut tx = self.pool.begin().await?;
         let key = day.format("%Y%m%d").to_string();
-        let number: i64 = sqlx::query_scalar(
+        let counter = self.sql(
             "INSERT INTO ticket_counters (day, last) VALUES (?, 1) \
              ON CONFLICT (day) DO UPDATE SET last = ticket_counters.last + 1 RETURNING last",
-        )
-        .bind(&key)
-        .fetch_one(&mut *tx)
-        .await?;
+        );
+        let number: i64 = sqlx::query_scalar(&counter)
+            .bind(&key)
+            .fetch_one(&mut *tx)
+            .await?;
         ticket.id = format_id(prefix, day, number as u32);
-        sqlx::query(&format!(
+        let insert = format!(
             "INSERT INTO tickets ({COLUMNS}) VALUES ({})",
             vec!["?"; 32].join(", ")
-        ))
-        .bind(&ticket.id)
-        .bind(ticket.kind.as_str())
-        .bind(ticket.complexity.map(|c| c.as_str()))
-        .bind(ticket.status.as_str())
-        .bind(&ticket.customer)
-        .bind(&ticket.company)
-        .bind(&ticket.phone)
-        .bind(&ticket.area)
-        .bind(&ticket.inquiry_type)
-        .bind(&ticket.waybill)
-        .bind(&ticket.content)
-        .bind(ticket.shipper_verified)
-        .bind(&ticket.assigned_team)
-        .bind(&ticket.assigned_agent)
-        .bind(&ticket.reply)
-        .bind(&ticket.created_by)
-        .bind(ticket.created_at)
-        .bind(ticket.updated_at)
-        .bind(ticket.reply_due_at)
-        .bind(ticket.promised_callback_at)
-        .bind(ticket.due_at)
-        .bind(ticket.replied_at)
-        .bind(ticket.closed_at)
-        .bind(ticket.survey_score)
-        .bind(ticket.survey_cause.map(|c| c.as_str()))
-        .bind(&ticket.survey_call_id)
-        .bind(ticket.survey_at)
-        .bind(&ticket.no_survey_reason)
-        .bind(ticket.archived_at)
-        .bind(&ticket.archive_path)
-        .bind(&ticket.archive_sha256)
-        .bind(0_i64)
-        .execute(&mut *tx)
-        .await?;
-        append_history(&mut tx, &ticket.id, history).await?;
+        );
+        sqlx::query(&self.sql(&insert))
+            .bind(&ticket.id)
+            .bind(ticket.kind.as_str())
+            .bind(ticket.complexity.map(|c| c.as_str()))
+            .bind(ticket.status.as_str())
+            .bind(&ticket.customer)
+            .bind(&ticket.company)
+            .bind(&ticket.phone)
+            .bind(&ticket.area)
+            .bind(&ticket.inquiry_type)
+            .bind(&ticket.waybill)
+            .bind(&ticket.content)
+            .bind(to_opt_flag(ticket.shipper_verified))
+            .bind(&ticket.assigned_team)
+            .bind(&ticket.assigned_agent)
+            .bind(&ticket.reply)
+            .bind(&ticket.created_by)
+            .bind(ticket.created_at)
+            .bind(ticket.updated_at)
+            .bind(ticket.reply_due_at)
+            .bind(ticket.promised_callback_at)
+            .bind(ticket.due_at)
+            .bind(ticket.replied_at)
+            .bind(ticket.closed_at)
+            .bind(ticket.survey_score)
+            .bind(ticket.survey_cause.map(|c| c.as_str()))
+            .bind(&ticket.survey_call_id)
+            .bind(ticket.survey_at)
+            .bind(&ticket.no_survey_reason)
+            .bind(ticket.archived_at)
+            .bind(&ticket.archive_path)
+            .bind(&ticket.archive_sha256)
+            .bind(0_i64)
+            .execute(&mut *tx)
+            .await?;
+        append_history(&mut tx, self.backend, &ticket.id, history).await?;
         tx.commit().await?;
         Ok(ticket)
     }
@@ -116,7 +120,7 @@ impl Store {
         history: &[HistoryEntry],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let update = self.sql(
             "UPDATE tickets SET kind = ?, complexity = ?, status = ?, customer = ?, company = ?, \
              phone = ?, area = ?, inquiry_type = ?, waybill = ?, content = ?, \
              shipper_verified = ?, assigned_team = ?, assigned_agent = ?, reply = ?, \
@@ -125,44 +129,46 @@ impl Store {
              survey_call_id = ?, survey_at = ?, no_survey_reason = ?, archived_at = ?, \
              archive_path = ?, archive_sha256 = ?, version = version + 1 \
              WHERE id = ? AND version = ?",
-        )
-        .bind(ticket.kind.as_str())
-        .bind(ticket.complexity.map(|c| c.as_str()))
-        .bind(ticket.status.as_str())
-        .bind(&ticket.customer)
-        .bind(&ticket.company)
-        .bind(&ticket.phone)
-        .bind(&ticket.area)
-        .bind(&ticket.inquiry_type)
-        .bind(&ticket.waybill)
-        .bind(&ticket.content)
-        .bind(ticket.shipper_verified)
-        .bind(&ticket.assigned_team)
-        .bind(&ticket.assigned_agent)
-        .bind(&ticket.reply)
-        .bind(ticket.updated_at)
-        .bind(ticket.reply_due_at)
-        .bind(ticket.promised_callback_at)
-        .bind(ticket.due_at)
-        .bind(ticket.replied_at)
-        .bind(ticket.closed_at)
-        .bind(ticket.survey_score)
-        .bind(ticket.survey_cause.map(|c| c.as_str()))
-        .bind(&ticket.survey_call_id)
-        .bind(ticket.survey_at)
-        .bind(&ticket.no_survey_reason)
-        .bind(ticket.archived_at)
-        .bind(&ticket.archive_path)
-        .bind(&ticket.archive_sha256)
-        .bind(&ticket.id)
-        .bind(ticket.version)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        );
+        let done = sqlx::query(&update)
+            .bind(ticket.kind.as_str())
+            .bind(ticket.complexity.map(|c| c.as_str()))
+            .bind(ticket.status.as_str())
+            .bind(&ticket.customer)
+            .bind(&ticket.company)
+            .bind(&ticket.phone)
+            .bind(&ticket.area)
+            .bind(&ticket.inquiry_type)
+            .bind(&ticket.waybill)
+            .bind(&ticket.content)
+            .bind(to_opt_flag(ticket.shipper_verified))
+            .bind(&ticket.assigned_team)
+            .bind(&ticket.assigned_agent)
+            .bind(&ticket.reply)
+            .bind(ticket.updated_at)
+            .bind(ticket.reply_due_at)
+            .bind(ticket.promised_callback_at)
+            .bind(ticket.due_at)
+            .bind(ticket.replied_at)
+            .bind(ticket.closed_at)
+            .bind(ticket.survey_score)
+            .bind(ticket.survey_cause.map(|c| c.as_str()))
+            .bind(&ticket.survey_call_id)
+            .bind(ticket.survey_at)
+            .bind(&ticket.no_survey_reason)
+            .bind(ticket.archived_at)
+            .bind(&ticket.archive_path)
+            .bind(&ticket.archive_sha256)
+            .bind(&ticket.id)
+            .bind(ticket.version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if done == 0 {
+            tx.rollback().await?;
             return Ok(false);
         }
-        append_history(&mut tx, &ticket.id, history).await?;
+        append_history(&mut tx, self.backend, &ticket.id, history).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -170,21 +176,21 @@ impl Store {
     /// One ticket with its links and history; `overdue` as of `now_ms`.
     pub async fn get_ticket(&self, id: &str, now_ms: i64) -> Result<Option<Ticket>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = ?"))
+        let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = ?");
+        let row = sqlx::query(&self.sql(&sql))
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let mut ticket = ticket_from_row(&row, now_ms)?;
-        ticket.calls = links(&mut tx, id).await?;
-        let rows = sqlx::query(
+        ticket.calls = links(&mut tx, self.backend, id).await?;
+        let sql = self.sql(
             "SELECT at, author, action, note FROM ticket_history WHERE ticket_id = ? ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&mut *tx).await?;
         let history = rows
             .iter()
             .map(|r| {
@@ -208,8 +214,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Vec<Ticket>, StoreError> {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-        let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM tickets WHERE 1 = 1"));
+        let mut query = SqlBuilder::new(format!("SELECT {COLUMNS} FROM tickets WHERE 1 = 1"));
         let text_filters = [
             ("status", &filter.status),
             ("kind", &filter.kind),
@@ -219,28 +224,28 @@ impl Store {
         for (column, value) in text_filters {
             if let Some(value) = value {
                 query
-                    .push(format!(" AND {column} = "))
-                    .push_bind(value.clone());
+                    .push(&format!(" AND {column} = "))
+                    .bind(value.as_str());
             }
         }
         if let Some(before) = filter.due_before {
-            query.push(" AND due_at < ").push_bind(before);
+            query.push(" AND due_at < ").bind(before);
         }
         if let Some(at) = filter.overdue_at {
             query
-                .push(format!(" AND status IN {AWAITING} AND due_at < "))
-                .push_bind(at);
+                .push(&format!(" AND status IN {AWAITING} AND due_at < "))
+                .bind(at);
         }
         if let Some(from) = filter.from {
-            query.push(" AND created_at >= ").push_bind(from);
+            query.push(" AND created_at >= ").bind(from);
         }
         if let Some(to) = filter.to {
-            query.push(" AND created_at < ").push_bind(to);
+            query.push(" AND created_at < ").bind(to);
         }
         if let Some(before) = filter.closed_before {
             query
                 .push(" AND status = 'closed' AND closed_at < ")
-                .push_bind(before);
+                .bind(before);
         }
         match filter.archived {
             Some(true) => query.push(" AND archived_at IS NOT NULL"),
@@ -249,13 +254,14 @@ impl Store {
         };
         query
             .push(" ORDER BY due_at, id LIMIT ")
-            .push_bind(i64::from(limit));
+            .bind(i64::from(limit));
+        let sql = query.text(self.backend);
         let mut tx = self.pool.begin().await?;
-        let rows = query.build().fetch_all(&mut *tx).await?;
+        let rows = query.bind_to(sqlx::query(&sql)).fetch_all(&mut *tx).await?;
         let mut tickets = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut ticket = ticket_from_row(row, now_ms)?;
-            ticket.calls = links(&mut tx, &ticket.id).await?;
+            ticket.calls = links(&mut tx, self.backend, &ticket.id).await?;
             tickets.push(ticket);
         }
         tx.commit().await?;
@@ -264,13 +270,14 @@ impl Store {
 
     /// Tickets overdue at `now_ms`, by kind (for the metrics gauge).
     pub async fn overdue_by_kind(&self, now_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT kind, COUNT(*) AS n FROM tickets WHERE status IN {AWAITING} AND due_at < ? \
              GROUP BY kind"
-        ))
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = sqlx::query(&self.sql(&sql))
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("kind")?, r.try_get("n")?)))
             .collect::<Result<_, sqlx::Error>>()
@@ -287,30 +294,33 @@ impl Store {
         by: &str,
         at: i64,
     ) -> Result<bool, StoreError> {
-        // IMMEDIATE: this transaction reads, then writes; a deferred one could not take
-        // the write lock once another connection has written (SQLITE_BUSY at once).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM calls WHERE id = ?")
-            .bind(call_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // This transaction reads (the next seq), then writes.
+        let mut tx = self.begin_writing("call_tickets").await?;
+        let exists: Option<String> =
+            sqlx::query_scalar(&self.sql("SELECT id FROM calls WHERE id = ?"))
+                .bind(call_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
+            // Ended at once: on PostgreSQL it holds a table lock.
+            tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
+        let link = self.sql(
             "INSERT INTO call_tickets (call_id, seq, ticket_id, role, linked_at, linked_by) \
              VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM call_tickets WHERE call_id = ?), ?, ?, ?, ?) \
              ON CONFLICT (call_id, ticket_id) DO UPDATE SET role = excluded.role, \
              linked_at = excluded.linked_at, linked_by = excluded.linked_by",
-        )
-        .bind(call_id)
-        .bind(call_id)
-        .bind(ticket_id)
-        .bind(role.as_str())
-        .bind(at)
-        .bind(by)
-        .execute(&mut *tx)
-        .await?;
+        );
+        sqlx::query(&link)
+            .bind(call_id)
+            .bind(call_id)
+            .bind(ticket_id)
+            .bind(role.as_str())
+            .bind(at)
+            .bind(by)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -320,11 +330,12 @@ impl Store {
         &self,
         call_id: &str,
     ) -> Result<Vec<(String, LinkRole)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT ticket_id, role FROM call_tickets WHERE call_id = ? ORDER BY seq")
-                .bind(call_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let sql =
+            self.sql("SELECT ticket_id, role FROM call_tickets WHERE call_id = ? ORDER BY seq");
+        let rows = sqlx::query(&sql)
+            .bind(call_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let ticket: String = r.try_get("ticket_id")?;
@@ -341,38 +352,42 @@ impl Store {
 }
 
 async fn append_history(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
+    backend: Backend,
     ticket_id: &str,
     history: &[HistoryEntry],
 ) -> Result<(), StoreError> {
+    let insert = backend.sql(
+        "INSERT INTO ticket_history (ticket_id, seq, at, author, action, note) VALUES \
+         (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM ticket_history WHERE ticket_id = ?), ?, ?, ?, ?)",
+    );
     for entry in history {
-        sqlx::query(
-            "INSERT INTO ticket_history (ticket_id, seq, at, author, action, note) VALUES \
-             (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM ticket_history WHERE ticket_id = ?), ?, ?, ?, ?)",
-        )
-        .bind(ticket_id)
-        .bind(ticket_id)
-        .bind(entry.at)
-        .bind(&entry.author)
-        .bind(&entry.action)
-        .bind(&entry.note)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&insert)
+            .bind(ticket_id)
+            .bind(ticket_id)
+            .bind(entry.at)
+            .bind(&entry.author)
+            .bind(&entry.action)
+            .bind(&entry.note)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
 
 async fn links(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
+    backend: Backend,
     ticket_id: &str,
 ) -> Result<Vec<TicketLink>, StoreError> {
-    let rows = sqlx::query(
+    let sql = backend.sql(
         "SELECT call_id, role, linked_at, linked_by FROM call_tickets WHERE ticket_id = ? \
          ORDER BY linked_at, call_id",
-    )
-    .bind(ticket_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    );
+    let rows = sqlx::query(&sql)
+        .bind(ticket_id)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|r| {
             let role: String = r.try_get("role")?;
@@ -402,7 +417,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-pub(super) fn ticket_from_row(row: &SqliteRow, now_ms: i64) -> Result<Ticket, StoreError> {
+pub(super) fn ticket_from_row(row: &AnyRow, now_ms: i64) -> Result<Ticket, StoreError> {
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
     let status: String = row.try_get("status")?;
@@ -426,7 +441,7 @@ pub(super) fn ticket_from_row(row: &SqliteRow, now_ms: i64) -> Result<Ticket, St
         inquiry_type: row.try_get("inquiry_type")?,
         waybill: row.try_get("waybill")?,
         content: row.try_get("content")?,
-        shipper_verified: row.try_get("shipper_verified")?,
+        shipper_verified: opt_flag(row, "shipper_verified")?,
         assigned_team: row.try_get("assigned_team")?,
         assigned_agent: row.try_get("assigned_agent")?,
         reply: row.try_get("reply")?,

@@ -2,7 +2,7 @@
 //! kept with the event's JSON body so a retry sends exactly the same event.
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -37,7 +37,7 @@ pub struct DeadLetter {
 const COLUMNS: &str = "id, webhook, event_id, event_type, body, attempts, last_error, failed_at";
 const MAX_LIMIT: u32 = 10_000;
 
-fn from_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
+fn from_row(row: &AnyRow) -> Result<DeadLetter, StoreError> {
     Ok(DeadLetter {
         id: row.try_get("id")?,
         webhook: row.try_get("webhook")?,
@@ -53,20 +53,21 @@ fn from_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
 impl Store {
     /// Writes a dead letter; answers its id.
     pub async fn insert_dead_letter(&self, letter: &NewDeadLetter) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query_scalar(
+        let insert = self.sql(
             "INSERT INTO webhook_dead_letters \
              (webhook, event_id, event_type, body, attempts, last_error, failed_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&letter.webhook)
-        .bind(&letter.event_id)
-        .bind(&letter.event_type)
-        .bind(&letter.body)
-        .bind(letter.attempts)
-        .bind(&letter.last_error)
-        .bind(letter.failed_at)
-        .fetch_one(&self.pool)
-        .await?;
+        );
+        let id: i64 = sqlx::query_scalar(&insert)
+            .bind(&letter.webhook)
+            .bind(&letter.event_id)
+            .bind(&letter.event_type)
+            .bind(&letter.body)
+            .bind(letter.attempts)
+            .bind(&letter.last_error)
+            .bind(letter.failed_at)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(id)
     }
 
@@ -76,25 +77,25 @@ impl Store {
         webhook: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM webhook_dead_letters \
              WHERE (? IS NULL OR webhook = ?) ORDER BY failed_at DESC, id DESC LIMIT ?"
-        ))
-        .bind(webhook)
-        .bind(webhook)
-        .bind(i64::from(limit.min(MAX_LIMIT)))
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = sqlx::query(&self.sql(&sql))
+            .bind(webhook)
+            .bind(webhook)
+            .bind(i64::from(limit.min(MAX_LIMIT)))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(from_row).collect()
     }
 
     pub async fn get_dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM webhook_dead_letters WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("SELECT {COLUMNS} FROM webhook_dead_letters WHERE id = ?");
+        let row = sqlx::query(&self.sql(&sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -106,22 +107,23 @@ impl Store {
         last_error: &str,
         failed_at: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let update = self.sql(
             "UPDATE webhook_dead_letters SET attempts = ?, last_error = ?, failed_at = ? \
              WHERE id = ?",
-        )
-        .bind(attempts)
-        .bind(last_error)
-        .bind(failed_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        );
+        let done = sqlx::query(&update)
+            .bind(attempts)
+            .bind(last_error)
+            .bind(failed_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// A retry was delivered: the dead letter goes.
     pub async fn delete_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM webhook_dead_letters WHERE id = ?")
+        let done = sqlx::query(&self.sql("DELETE FROM webhook_dead_letters WHERE id = ?"))
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -72,7 +72,7 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
         None => Config::embedded(),
     };
-    let store = crate::store::Store::open(&config.store.database)
+    let store = crate::store::Store::open_config(&config.store)
         .await
         .context("user: opening the store")?;
     let users = Users::new(&store, &config.auth);

@@ -13,7 +13,7 @@
 //! - **Logins** are rate-limited in memory per user name and per source IP ([`limiter`]).
 //! - **Audit log**: who did what to which target, when and from where ([`audit`]).
 //!
-//! Tables: `migrations/sqlite/0004_users.sql`, in the store's database ([`Store::pool`]).
+//! Tables: `migrations/{sqlite,postgres}/0004_users.sql`, in the store's database.
 
 pub mod audit;
 pub mod cli;
@@ -27,7 +27,6 @@ use std::time::Instant;
 
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
 
 use crate::config::{AuthConfig, Role};
 use crate::store::{Store, StoreError};
@@ -155,7 +154,7 @@ pub enum LoginRefused {
 /// the store's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Users {
-    pool: SqlitePool,
+    store: Store,
     config: AuthConfig,
     limiter: Arc<LoginLimiter>,
 }
@@ -171,7 +170,7 @@ impl std::fmt::Debug for Users {
 impl Users {
     pub fn new(store: &Store, config: &AuthConfig) -> Users {
         Users {
-            pool: store.pool().clone(),
+            store: store.clone(),
             config: config.clone(),
             limiter: Arc::new(LoginLimiter::new(config.login_attempts_per_minute)),
         }
@@ -212,7 +211,7 @@ impl Users {
             disabled: false,
             created_at: now_ms(),
         };
-        if store::insert_user(&self.pool, &user, &hash).await? {
+        if store::insert_user(&self.store, &user, &hash).await? {
             Ok(user)
         } else {
             Err(UsersError::Exists(user.name))
@@ -220,14 +219,14 @@ impl Users {
     }
 
     pub async fn get_user(&self, name: &str) -> Result<Option<User>, UsersError> {
-        Ok(store::user_with_hash(&self.pool, name)
+        Ok(store::user_with_hash(&self.store, name)
             .await?
             .map(|(user, _)| user))
     }
 
     /// Every user, by name.
     pub async fn list_users(&self) -> Result<Vec<User>, UsersError> {
-        store::list_users(&self.pool).await
+        store::list_users(&self.store).await
     }
 
     /// Changes a user. A disabled user's sessions end at once (their tokens stop
@@ -249,7 +248,7 @@ impl Users {
         };
         let agent_id = change.agent_id.as_deref().map(str::trim);
         let changed = store::update_user(
-            &self.pool,
+            &self.store,
             name,
             change.role,
             agent_id,
@@ -262,7 +261,7 @@ impl Users {
         }
         if change.disabled == Some(true) || change.password.is_some() {
             // A new password or a disabled account signs every browser out.
-            store::delete_sessions_of(&self.pool, name).await?;
+            store::delete_sessions_of(&self.store, name).await?;
         }
         self.get_user(name)
             .await?
@@ -305,7 +304,7 @@ impl Users {
                 retry_after_secs: limiter::retry_after_secs(wait),
             });
         }
-        let found = store::user_with_hash(&self.pool, name).await?;
+        let found = store::user_with_hash(&self.store, name).await?;
         let password = password.to_owned();
         let (found, matches) = tokio::task::spawn_blocking(move || match found {
             Some((user, hash)) => {
@@ -334,7 +333,7 @@ impl Users {
     /// Opens a session for `user` (expired sessions of everyone are swept out first).
     pub async fn create_session(&self, user: &str) -> Result<NewSession, UsersError> {
         let now = now_ms();
-        store::delete_expired_sessions(&self.pool, now).await?;
+        store::delete_expired_sessions(&self.store, now).await?;
         let secret = random_hex();
         let session = Session {
             id: sha256_hex(&secret),
@@ -344,7 +343,7 @@ impl Users {
             expires_at: now.saturating_add(self.session_ttl_ms()),
             last_seen_at: now,
         };
-        store::insert_session(&self.pool, &session).await?;
+        store::insert_session(&self.store, &session).await?;
         Ok(NewSession { secret, session })
     }
 
@@ -355,12 +354,12 @@ impl Users {
             return Ok(None);
         }
         let id = sha256_hex(secret);
-        let Some((user, mut session)) = store::session_with_user(&self.pool, &id).await? else {
+        let Some((user, mut session)) = store::session_with_user(&self.store, &id).await? else {
             return Ok(None);
         };
         let now = now_ms();
         if session.expires_at <= now {
-            store::delete_session(&self.pool, &id).await?;
+            store::delete_session(&self.store, &id).await?;
             return Ok(None);
         }
         if user.disabled {
@@ -370,7 +369,7 @@ impl Users {
         if now - session.last_seen_at >= SLIDE_EVERY_MS.min(ttl / 4) {
             session.last_seen_at = now;
             session.expires_at = now.saturating_add(ttl);
-            store::slide_session(&self.pool, &id, now, session.expires_at).await?;
+            store::slide_session(&self.store, &id, now, session.expires_at).await?;
         }
         Ok(Some((user, session)))
     }
@@ -378,7 +377,7 @@ impl Users {
     /// Ends the session whose cookie secret is `secret` (nothing if there is none).
     pub async fn end_session(&self, secret: &str) -> Result<(), UsersError> {
         if is_secret_shaped(secret) {
-            store::delete_session(&self.pool, &sha256_hex(secret)).await?;
+            store::delete_session(&self.store, &sha256_hex(secret)).await?;
         }
         Ok(())
     }
@@ -400,7 +399,7 @@ impl Users {
         }
         let token = random_hex();
         let now = now_ms();
-        let id = store::insert_token(&self.pool, user, label, &sha256_hex(&token), now).await?;
+        let id = store::insert_token(&self.store, user, label, &sha256_hex(&token), now).await?;
         Ok((
             token,
             ApiToken {
@@ -421,7 +420,7 @@ impl Users {
             return Ok(None);
         }
         let Some((user, mut found)) =
-            store::token_with_user(&self.pool, &sha256_hex(token)).await?
+            store::token_with_user(&self.store, &sha256_hex(token)).await?
         else {
             return Ok(None);
         };
@@ -433,7 +432,7 @@ impl Users {
             .last_used_at
             .is_none_or(|at| now - at >= TOUCH_TOKEN_EVERY_MS)
         {
-            store::touch_token(&self.pool, found.id, now).await?;
+            store::touch_token(&self.store, found.id, now).await?;
             found.last_used_at = Some(now);
         }
         Ok(Some((user, found)))
@@ -444,12 +443,12 @@ impl Users {
         if self.get_user(user).await?.is_none() {
             return Err(UsersError::NoSuchUser(user.to_owned()));
         }
-        store::list_tokens(&self.pool, user).await
+        store::list_tokens(&self.store, user).await
     }
 
     /// Revokes one of `user`'s tokens; it stops working at once.
     pub async fn revoke_token(&self, user: &str, id: i64) -> Result<ApiToken, UsersError> {
-        store::revoke_token(&self.pool, user, id)
+        store::revoke_token(&self.store, user, id)
             .await?
             .ok_or_else(|| UsersError::NoSuchToken {
                 user: user.to_owned(),
@@ -459,12 +458,12 @@ impl Users {
 
     /// Writes one audit entry.
     pub async fn audit(&self, entry: NewAudit) -> Result<AuditEntry, UsersError> {
-        store::insert_audit(&self.pool, entry, now_ms()).await
+        store::insert_audit(&self.store, entry, now_ms()).await
     }
 
     /// Audit entries, newest first.
     pub async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, UsersError> {
-        store::list_audit(&self.pool, filter).await
+        store::list_audit(&self.store, filter).await
     }
 }
 

@@ -1,7 +1,7 @@
 use super::*;
+use crate::store::testing::TestDb;
 
-async fn users() -> (Users, Store) {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+fn users(store: Store) -> (Users, Store) {
     let config = AuthConfig {
         login_attempts_per_minute: 3,
         ..AuthConfig::default()
@@ -9,9 +9,8 @@ async fn users() -> (Users, Store) {
     (Users::new(&store, &config), store)
 }
 
-#[tokio::test]
-async fn users_are_created_with_a_hashed_password_and_unique_names() {
-    let (users, store) = users().await;
+async fn users_are_created_with_a_hashed_password_and_unique_names(store: Store, _db: &TestDb) {
+    let (users, store) = users(store);
     let alice = users
         .create_user("alice", Role::Agent, Some("1001"), "secret-pass")
         .await
@@ -55,9 +54,8 @@ async fn users_are_created_with_a_hashed_password_and_unique_names() {
     assert_eq!(names, ["alice", "bob"]);
 }
 
-#[tokio::test]
-async fn login_checks_the_password_and_the_rate_limit() {
-    let (users, _store) = users().await;
+async fn login_checks_the_password_and_the_rate_limit(store: Store, _db: &TestDb) {
+    let (users, _store) = users(store);
     users
         .create_user("alice", Role::Qa, None, "secret-pass")
         .await
@@ -89,9 +87,11 @@ async fn login_checks_the_password_and_the_rate_limit() {
     ));
 }
 
-#[tokio::test]
-async fn disabled_users_cannot_log_in_and_lose_their_sessions_and_tokens() {
-    let (users, _store) = users().await;
+async fn disabled_users_cannot_log_in_and_lose_their_sessions_and_tokens(
+    store: Store,
+    _db: &TestDb,
+) {
+    let (users, _store) = users(store);
     users
         .create_user("alice", Role::Agent, None, "secret-pass")
         .await
@@ -113,9 +113,8 @@ async fn disabled_users_cannot_log_in_and_lose_their_sessions_and_tokens() {
     assert!(users.session(&session.secret).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn sessions_are_stored_hashed_expire_and_slide() {
-    let (users, store) = users().await;
+async fn sessions_are_stored_hashed_expire_and_slide(store: Store, _db: &TestDb) {
+    let (users, store) = users(store);
     users
         .create_user("alice", Role::Admin, None, "secret-pass")
         .await
@@ -136,7 +135,7 @@ async fn sessions_are_stored_hashed_expire_and_slide() {
 
     // Seen two minutes ago: this use moves the expiry.
     let now = now_ms();
-    sqlx::query("UPDATE sessions SET last_seen_at = ?, expires_at = ?")
+    sqlx::query(&store.sql("UPDATE sessions SET last_seen_at = ?, expires_at = ?"))
         .bind(now - 120_000)
         .bind(now + 1_000)
         .execute(store.pool())
@@ -146,7 +145,7 @@ async fn sessions_are_stored_hashed_expire_and_slide() {
     assert!(slid.expires_at >= now + 480 * 60_000, "{slid:?}");
 
     // Expired: gone, and deleted.
-    sqlx::query("UPDATE sessions SET expires_at = ?")
+    sqlx::query(&store.sql("UPDATE sessions SET expires_at = ?"))
         .bind(now - 1)
         .execute(store.pool())
         .await
@@ -163,9 +162,8 @@ async fn sessions_are_stored_hashed_expire_and_slide() {
     assert!(users.session(&other.secret).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn tokens_are_shown_once_stored_hashed_and_revocable() {
-    let (users, store) = users().await;
+async fn tokens_are_shown_once_stored_hashed_and_revocable(store: Store, _db: &TestDb) {
+    let (users, store) = users(store);
     users
         .create_user("alice", Role::Supervisor, None, "secret-pass")
         .await
@@ -202,9 +200,8 @@ async fn tokens_are_shown_once_stored_hashed_and_revocable() {
     ));
 }
 
-#[tokio::test]
-async fn the_audit_log_is_numbered_and_filtered() {
-    let (users, _store) = users().await;
+async fn the_audit_log_is_numbered_and_filtered(store: Store, _db: &TestDb) {
+    let (users, _store) = users(store);
     let ip: IpAddr = "192.0.2.9".parse().unwrap();
     for (actor, action, target) in [
         ("alice", "recording.play", "n1-1"),
@@ -265,3 +262,36 @@ async fn the_audit_log_is_numbered_and_filtered() {
     };
     assert!(users.audit_log(&future).await.unwrap().is_empty());
 }
+
+/// Entries written at once from many requests still get 1, 2, 3, ... (the insert
+/// takes the table's write lock; on PostgreSQL two `MAX + 1`s would collide without it).
+async fn concurrent_audit_entries_get_distinct_numbers(store: Store, _db: &TestDb) {
+    let (users, _store) = users(store);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let users = users.clone();
+        tasks.push(tokio::spawn(async move {
+            users
+                .audit(NewAudit::new(&format!("u{i}"), None, "login.ok"))
+                .await
+                .unwrap()
+                .seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=24).collect::<Vec<i64>>());
+}
+
+crate::store_test!(
+    concurrent_audit_entries_get_distinct_numbers,
+    users_are_created_with_a_hashed_password_and_unique_names,
+    login_checks_the_password_and_the_rate_limit,
+    disabled_users_cannot_log_in_and_lose_their_sessions_and_tokens,
+    sessions_are_stored_hashed_expire_and_slide,
+    tokens_are_shown_once_stored_hashed_and_revocable,
+    the_audit_log_is_numbered_and_filtered,
+);

@@ -164,8 +164,9 @@ pub struct DaemonSpec {
     pub sip_toml: String,
     /// More `[daemon]` keys (e.g. `node_id`, `max_calls`).
     pub daemon_toml: String,
-    /// `[store] database` instead of the daemon's own SQLite file (e.g. a PostgreSQL
-    /// database shared by several nodes).
+    /// `[store] database` (e.g. a PostgreSQL database shared by several nodes); None: a
+    /// SQLite file in the daemon's temp dir, or a fresh PostgreSQL schema when
+    /// `THREERING_TEST_DB=postgres` (see [`super::Daemon::start`]).
     pub database: Option<String>,
     /// TLS: a `tls:` SIP listener, HTTPS, or both.
     pub tls: Option<TlsSpec>,
@@ -317,16 +318,11 @@ pub fn config_toml(spec: &DaemonSpec, at: &Placement, token: &str) -> String {
     let _ = writeln!(t, "role = \"admin\"");
     let _ = writeln!(t, "token_sha256 = {}", toml_str(&token_sha256(token)));
     let _ = writeln!(t, "\n[store]");
-    let _ = writeln!(
-        t,
-        "database = {}",
-        toml_str(
-            &spec
-                .database
-                .clone()
-                .unwrap_or_else(|| format!("sqlite://{dir}/t.db"))
-        )
-    );
+    let database = spec
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{dir}/t.db"));
+    let _ = writeln!(t, "database = {}", toml_str(&database));
     let _ = writeln!(
         t,
         "recordings = {}",

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
+use threering::store::testing::{backend_from_env, TestDb};
+use threering::store::Backend;
 
 use super::base::{free_port, loopback, read_lossy, tail, unique_token, THREERING};
 use super::checks::pretty;
@@ -21,7 +23,9 @@ use super::ports::PortBlock;
 use super::READY_TIMEOUT;
 
 /// A running `threering serve` in its own temp dir (config, SQLite file, recordings,
-/// logs). Killed by its own PID when dropped; its stderr is printed if the test panics.
+/// logs), or with its own PostgreSQL schema when `THREERING_TEST_DB=postgres`. Killed by
+/// its own PID when dropped (then the schema is dropped); its stderr is printed if the
+/// test panics.
 pub struct Daemon {
     child: Option<Child>,
     pub at: Placement,
@@ -35,6 +39,8 @@ pub struct Daemon {
     runs: u32,
     stderr_path: PathBuf,
     _dir: TempDir,
+    /// The PostgreSQL schema the harness made for this daemon, if it made one.
+    _db: Option<TestDb>,
 }
 
 enum StartError {
@@ -55,6 +61,14 @@ impl Daemon {
             Path::new(THREERING).exists(),
             "the binary under test is missing: {THREERING}"
         );
+        let mut spec = spec.clone();
+        let mut db = None;
+        if spec.database.is_none() && backend_from_env() == Backend::Postgres {
+            let fresh = TestDb::new_blocking(Backend::Postgres);
+            spec.database = Some(fresh.url.clone());
+            db = Some(fresh);
+        }
+        let spec = &spec;
         let mut last = String::new();
         for _ in 0..3 {
             let dir = TempDir::new().expect("temp dir for the daemon");
@@ -82,9 +96,13 @@ impl Daemon {
                 runs: 0,
                 stderr_path: PathBuf::new(),
                 _dir: dir,
+                _db: None,
             };
             match daemon.spawn_and_wait_ready() {
-                Ok(()) => return daemon,
+                Ok(()) => {
+                    daemon._db = db.take();
+                    return daemon;
+                }
                 Err(StartError::PortTaken(report)) => last = report,
                 Err(StartError::Fatal(report)) => {
                     daemon.runs = 0; // the report is in the panic message already

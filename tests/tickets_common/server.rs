@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use threering::config::{Config, Role, TokenConfig};
 use threering::http::{serve, AppState};
+use threering::store::testing::TestDb;
 use threering::store::Store;
 
 use super::{request, Reply};
@@ -34,6 +35,7 @@ pub struct Server {
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Server {
@@ -99,8 +101,8 @@ pub async fn start() -> Server {
 
 pub async fn start_with(mut config: Config) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tickets.db").display());
-    let store = Store::open(&url).await.unwrap();
+    let db = TestDb::from_env().await;
+    let store = db.open().await;
     let recordings = dir.path().join("recordings");
     let archive_root = dir.path().join("archive");
     std::fs::create_dir_all(&recordings).unwrap();
@@ -125,6 +127,7 @@ pub async fn start_with(mut config: Config) -> Server {
         stop,
         task,
         _dir: dir,
+        _db: db,
     }
 }
 

@@ -19,6 +19,7 @@ use threering::call::record::{
 };
 use threering::config::Config;
 use threering::http::{router, serve, AppState};
+use threering::store::testing::{backend_from_env, TestDb};
 use threering::store::Store;
 
 /// The config token of the embedded default (an admin).
@@ -30,17 +31,18 @@ pub const WAV_LEN: usize = 4_000;
 /// A temporary installation: config file, database, recordings.
 pub struct Install {
     _dir: tempfile::TempDir,
+    _db: TestDb,
     pub config_path: PathBuf,
     pub config: Config,
 }
 
 pub fn install() -> Install {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("threering.db");
+    let db = TestDb::new_blocking(backend_from_env());
     let text = Config::EMBEDDED
         .replace(
             "database = \"sqlite://threering.db\"",
-            &format!("database = \"sqlite://{}\"", db.display()),
+            &format!("database = {:?}", db.url),
         )
         .replace(
             "recordings = \"recordings\"",
@@ -54,14 +56,12 @@ pub fn install() -> Install {
             &format!("root = \"{}\"", dir.path().join("archive").display()),
         );
     let config = Config::from_toml(&text).unwrap();
-    assert!(config
-        .store
-        .database
-        .contains(&*dir.path().to_string_lossy()));
+    assert_eq!(config.store.database, db.url);
     let config_path = dir.path().join("threering.toml");
     std::fs::write(&config_path, text).unwrap();
     Install {
         _dir: dir,
+        _db: db,
         config_path,
         config,
     }

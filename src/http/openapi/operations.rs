@@ -67,7 +67,11 @@ pub fn operations() -> Vec<Operation> {
             "Health: 200 once SIP, RTP and HTTP listen",
         )
         .access(Public)
-        .json(200, "the daemon takes calls", health)
+        .json(
+            200,
+            "the daemon takes calls (\"degraded\": its records queue for the database)",
+            health,
+        )
         .json(503, "starting or draining", health),
         get("/metrics", "system", "Prometheus metrics")
             .access(Public)

@@ -103,6 +103,16 @@ pub(super) fn health(_: &mut SchemaGenerator) -> Value {
                     }),
                 ),
             },
+            "store": {
+                "description": "while degraded: the database cannot be written, call records queue",
+                "type": "object",
+                "required": ["up", "queued_records"],
+                "properties": {
+                    "up": { "type": "boolean" },
+                    "queued_records": { "type": "integer", "minimum": 0 },
+                    "reason": { "type": ["string", "null"] },
+                },
+            },
         }),
     )
 }

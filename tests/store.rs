@@ -1,10 +1,11 @@
-//! The SQLite call store on a real file: round trips, upserts, filters, the writer task
-//! and WAL mode.
+//! The call store on both backends (a SQLite file, a PostgreSQL schema): round trips,
+//! upserts, filters, the writer task, `threering migrate`; and SQLite's WAL mode.
 
 use sqlx::Connection;
 use threering::call::record::{
     AgentAttempt, AttemptOutcome, CallOutcome, CallRecord, Direction, HangupSide,
 };
+use threering::store::testing::TestDb;
 use threering::store::{CallFilter, Store, StoreWriter};
 
 /// 2025-03-01T00:00:00Z.
@@ -109,9 +110,7 @@ fn ids(calls: &[CallRecord]) -> Vec<&str> {
     calls.iter().map(|c| c.id.as_str()).collect()
 }
 
-#[tokio::test]
-async fn a_full_record_reads_back_as_written() {
-    let (_dir, _url, store) = file_store().await;
+async fn a_full_record_reads_back_as_written(store: Store, _db: &TestDb) {
     let mut call = answered_call("n1-a", "1001", "consult", T0, 12_400);
     call.tickets = vec!["T-9".to_owned(), "T-2".to_owned()];
     store.save_call(&call).await.unwrap();
@@ -124,9 +123,7 @@ async fn a_full_record_reads_back_as_written() {
     assert_eq!(store.get_call("n1-none").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn saving_again_replaces_the_call_and_its_attempts() {
-    let (_dir, _url, store) = file_store().await;
+async fn saving_again_replaces_the_call_and_its_attempts(store: Store, _db: &TestDb) {
     let mut call = answered_call("n1-a", "1001", "consult", T0, 12_400);
     call.outcome = CallOutcome::Active;
     call.ended_at = None;
@@ -152,9 +149,7 @@ async fn saving_again_replaces_the_call_and_its_attempts() {
     );
 }
 
-#[tokio::test]
-async fn filters_narrow_the_list_newest_first() {
-    let (_dir, _url, store) = file_store().await;
+async fn filters_narrow_the_list_newest_first(store: Store, _db: &TestDb) {
     let hour = 3_600_000;
     let mut linked = answered_call("c1", "1001", "consult", T0, 4_000); // 1 ring, ok
     linked.tickets = vec!["T-7".to_owned()];
@@ -240,9 +235,7 @@ async fn filters_narrow_the_list_newest_first() {
     assert_eq!(ids(&combined), ["c3"]);
 }
 
-#[tokio::test]
-async fn the_writer_drains_every_queued_record_on_close() {
-    let (_dir, url, store) = file_store().await;
+async fn the_writer_drains_every_queued_record_on_close(store: Store, db: &TestDb) {
     let (writer, task) = StoreWriter::spawn(store.clone(), 16);
     let mut senders = Vec::new();
     for part in 0..5 {
@@ -271,24 +264,22 @@ async fn the_writer_drains_every_queued_record_on_close() {
         .unwrap();
     assert_eq!(all.len(), 500);
 
-    // And from a fresh connection: the rows are on disk, not just in the pool.
+    // And from a fresh pool: the rows are in the database, not just in the pool.
     store.close().await;
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls")
-        .fetch_one(&mut conn)
+    let store = Store::open(&db.url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls")
+        .fetch_one(store.pool())
         .await
         .unwrap();
     assert_eq!(rows, 500);
-    let (attempts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM call_attempts")
-        .fetch_one(&mut conn)
+    let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts")
+        .fetch_one(store.pool())
         .await
         .unwrap();
     assert_eq!(attempts, 1000);
 }
 
-#[tokio::test]
-async fn flush_waits_for_what_was_queued() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+async fn flush_waits_for_what_was_queued(store: Store, _db: &TestDb) {
     let (writer, task) = StoreWriter::spawn(store.clone(), 4);
     for i in 0..10 {
         writer
@@ -313,6 +304,77 @@ async fn flush_waits_for_what_was_queued() {
     drop(writer); // the last sender gone also ends the task
     task.await.unwrap();
 }
+
+/// The caller filter matches its text as it is: `%` and `_` are plain characters.
+async fn the_caller_filter_matches_text_as_is(store: Store, _db: &TestDb) {
+    for (id, caller) in [("p1", "100%_off"), ("p2", "1000 off"), ("p3", "x100%_offy")] {
+        let mut call = abandoned_call(id, T0);
+        call.caller = caller.to_owned();
+        store.save_call(&call).await.unwrap();
+    }
+    let found = store
+        .list_calls(&CallFilter {
+            caller: Some("0%_o".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), ["p3", "p1"]);
+}
+
+/// Text sorts by code point on both backends (PostgreSQL columns are `COLLATE "C"`), so
+/// lists come back in the same order whatever the server's locale.
+async fn ids_sort_by_code_point(store: Store, _db: &TestDb) {
+    for id in ["n1-b", "n1_a", "N1-c", "n1-a"] {
+        store.save_call(&abandoned_call(id, T0)).await.unwrap();
+    }
+    let all = store.list_calls(&CallFilter::default()).await.unwrap();
+    assert_eq!(ids(&all), ["n1_a", "n1-b", "n1-a", "N1-c"]);
+}
+
+/// `threering migrate` creates the schema and says so without the password.
+async fn migrate_brings_a_new_database_up_to_date(_store: Store, db: &TestDb) {
+    let fresh = TestDb::new(db.backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("threering.toml");
+    let embedded = include_str!("../config/threering.toml");
+    let text = embedded.replace(
+        "database = \"sqlite://threering.db\"",
+        &format!("database = {:?}", fresh.url),
+    );
+    assert_ne!(text, embedded, "the embedded config names its database");
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_threering"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is up to date"));
+    let store = Store::open(&fresh.url).await.unwrap();
+    let versions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(versions, 7);
+    store.close().await;
+}
+
+threering::store_test!(
+    a_full_record_reads_back_as_written,
+    saving_again_replaces_the_call_and_its_attempts,
+    filters_narrow_the_list_newest_first,
+    the_writer_drains_every_queued_record_on_close,
+    flush_waits_for_what_was_queued,
+    the_caller_filter_matches_text_as_is,
+    ids_sort_by_code_point,
+    migrate_brings_a_new_database_up_to_date,
+);
 
 #[tokio::test]
 async fn the_database_file_is_in_wal_mode() {
