@@ -171,6 +171,20 @@ pub async fn run(
         cti.clone(),
         lockouts,
     );
+    // Several nodes share agents through a PostgreSQL store (README "Scaling out").
+    let controller = if store.backend() == crate::store::Backend::Postgres {
+        crate::call::claims::spawn_heartbeat(
+            store.clone(),
+            config.daemon.node_id.clone(),
+            root.child_token(),
+        );
+        controller.with_claims(crate::call::claims::AgentClaims::new(
+            store.clone(),
+            &config.daemon.node_id,
+        ))
+    } else {
+        controller
+    };
     let controller_task = tokio::spawn(controller.run(events, control_rx));
     ready.store(true, Ordering::SeqCst);
     on_ready(&endpoint.listening(), http_addr);

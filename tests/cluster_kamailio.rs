@@ -83,7 +83,10 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .args([&self.admin, "-qAtc"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .output();
     }
 }
@@ -118,8 +121,8 @@ impl Kamailio {
             .map(|n| format!("1 sip:{}\n", n.sip_addr()))
             .collect();
         fs::write(&list, lines).expect("write the dispatcher list");
-        let config = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("config/kamailio/threering-dispatcher.cfg");
+        let config =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kamailio/threering-dispatcher.cfg");
         let port = free_port();
         let log = dir.path().join("kamailio.log");
         let child = Command::new("kamailio")
@@ -188,7 +191,10 @@ impl Kamailio {
                 }
             }
         }
-        panic!("Kamailio did not answer OPTIONS within 10 s:\n{}", self.log());
+        panic!(
+            "Kamailio did not answer OPTIONS within 10 s:\n{}",
+            self.log()
+        );
     }
 }
 

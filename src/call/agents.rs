@@ -242,6 +242,13 @@ impl AgentBoard {
         }
     }
 
+    /// Being rung or on a call (what another node must not ring the agent for).
+    pub fn is_busy(&self, id: &str) -> bool {
+        self.agents
+            .get(id)
+            .is_some_and(|a| matches!(a.state, AgentState::Ringing | AgentState::OnCall))
+    }
+
     pub fn ringing(&mut self, id: &str) {
         self.set(id, AgentState::Ringing);
     }

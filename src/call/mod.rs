@@ -4,6 +4,7 @@
 
 pub mod active;
 pub mod agents;
+pub mod claims;
 pub mod controller;
 pub mod record;
 pub mod routing;

@@ -16,6 +16,7 @@
 //! store never calls back into call control.
 
 mod calls;
+mod cluster;
 mod health;
 mod qa;
 mod reports;
@@ -40,6 +41,7 @@ use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
 pub use calls::CallFilter;
+pub use cluster::AgentClaim;
 pub use health::StoreHealth;
 pub use qa::ScoreRefused;
 pub use sql::Backend;

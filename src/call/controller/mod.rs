@@ -189,6 +189,9 @@ pub struct Controller {
     cancel: CancellationToken,
     /// The CTI event stream (call.offered, call.ringing, ...); publishing never waits.
     events: crate::events::EventBus,
+    /// Claims on agents in the database shared with other nodes (PostgreSQL); None for a
+    /// single node.
+    claims: Option<super::claims::AgentClaims>,
 }
 
 /// Our Contact URI for a leg on this transport.
@@ -277,6 +280,22 @@ impl Controller {
             finalizers: tokio::task::JoinSet::new(),
             cancel,
             events,
+            claims: None,
+        }
+    }
+
+    /// Shares agents with the other nodes on the same database (see
+    /// [`super::claims`]).
+    pub fn with_claims(mut self, claims: super::claims::AgentClaims) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// Gives up the claims on agents this node neither rings nor talks to any more.
+    fn release_claims(&mut self) {
+        if let Some(claims) = self.claims.as_mut() {
+            let board = &self.board;
+            claims.release_idle(|agent| board.is_busy(agent));
         }
     }
 
@@ -321,6 +340,7 @@ impl Controller {
                 },
                 _ = tick.tick() => {
                     self.route_waiting().await;
+                    self.release_claims();
                     self.tick_rings();
                     self.agent_gauges();
                     self.auth.lockouts().expire(std::time::Instant::now());

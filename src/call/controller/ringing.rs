@@ -4,9 +4,36 @@
 
 use super::*;
 
+/// How long an agent claimed by another node is left out of this node's routing.
+const CLAIMED_ELSEWHERE_BACKOFF: Duration = Duration::from_millis(500);
+
 impl Controller {
-    /// Rings the next agent(s) for a call that has none ringing.
+    /// Rings the next agent(s) for a call that has none ringing. An agent claimed by
+    /// another node is skipped (backed off) and the pick made again at once, at most once
+    /// per agent of the queue.
     pub(super) async fn route(&mut self, key: u64) {
+        let Some(queue_name) = self.calls.get(&key).map(|c| c.queue.clone()) else {
+            return;
+        };
+        let rounds = self
+            .config
+            .queue(&queue_name)
+            .map_or(1, |q| q.agents.len().max(1));
+        for _ in 0..rounds {
+            let refused_before = self.claims.as_ref().map_or(0, |c| c.refused());
+            self.route_once(key).await;
+            let refused_now = self.claims.as_ref().map_or(0, |c| c.refused());
+            let rang = self
+                .calls
+                .get(&key)
+                .is_none_or(|c| c.ringing_attempts() > 0);
+            if rang || refused_now == refused_before {
+                break;
+            }
+        }
+    }
+
+    async fn route_once(&mut self, key: u64) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -64,6 +91,19 @@ impl Controller {
             tracing::warn!(%agent, "agent has no reachable contact");
             return;
         };
+        if let Some(claims) = self.claims.as_mut() {
+            let Some(call) = self.calls.get(&key) else {
+                return;
+            };
+            if !claims.claim(agent, &call.record.id).await {
+                // Rung or talking on another node: out of this node's routing for a
+                // moment; the routing tick tries the others (and this one again later).
+                tracing::debug!(%agent, "agent is busy on another node");
+                self.board
+                    .back_off(agent, Instant::now() + CLAIMED_ELSEWHERE_BACKOFF);
+                return;
+            }
+        }
         let Some(call) = self.calls.get(&key) else {
             return;
         };
