@@ -235,7 +235,7 @@ impl Drop for WavWriter {
 }
 
 /// The canonical 44-byte header for a stereo 8 kHz 16-bit PCM file of `data` bytes.
-fn header(data: u32) -> [u8; HEADER_LEN as usize] {
+pub(crate) fn header(data: u32) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     let mut at = 0;
     let mut put = |bytes: &[u8]| {
