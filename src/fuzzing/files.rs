@@ -13,7 +13,7 @@ use crate::sip::Uri;
 /// The bytes are a file in the recordings tree at start-up. `repair` either leaves it
 /// untouched (a consistent file, or one it refuses as not a WAV, with a clear error), or
 /// rewrites it into a consistent file: repairing again changes nothing and its summary is
-/// the file's. A file in our own format (the header the writer makes, sizes aside) must
+/// the file's. A file with our own header (the one the writer makes, sizes aside) must
 /// come out readable by hound, every sample it declares.
 pub fn wav_repair(data: &[u8]) {
     let file = ScratchFile::new("wav");
@@ -39,10 +39,11 @@ pub fn wav_repair(data: &[u8]) {
                 "a repaired file is consistent"
             );
             assert_eq!(summarize(path).ok(), Some(summary), "summary is stable");
-            // A foreign format (float, 24-bit, a frame size that does not match the
-            // channels) is only vouched for as far as its sizes go: hound refuses some of
-            // those at the first sample.
-            let ours = data.is_empty() || data.get(8..36) == header(0).get(8..36);
+            // Ours: the writer's canonical header (fmt, then data at once), sizes aside.
+            // Anything else (float, 24-bit, a frame size that does not match the
+            // channels, odd-sized chunks before data, which hound does not pad) is only
+            // vouched for as far as its sizes go.
+            let ours = data.is_empty() || data.get(8..40) == header(0).get(8..40);
             if ours {
                 hound_reads_all(path);
             }
