@@ -9,6 +9,8 @@ pub mod call;
 pub mod config;
 pub mod daemon;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod html;
 pub mod http;
 pub mod media;

@@ -542,7 +542,7 @@ impl Drop for MediaSession {
 
 /// Whether a packet from a source may enter the call on a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admission {
+pub(crate) enum Admission {
     /// From the latched source.
     Known,
     /// The first acceptable packet: the leg is now latched to its source.
@@ -553,7 +553,7 @@ enum Admission {
 /// Where one leg's packets (on one channel) come from and go to: the state machine of the
 /// module documentation. Pure, so it is tested without sockets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Target {
+pub(crate) struct Target {
     /// From SDP.
     expected: Option<SocketAddr>,
     /// From the first acceptable packet.
@@ -563,14 +563,14 @@ struct Target {
 impl Target {
     /// Applies the SDP address. The same address again keeps the latch (a re-INVITE that
     /// changes nothing must not open the call to hijacking); a new one re-opens latching.
-    fn expect(&mut self, addr: Option<SocketAddr>) {
+    pub(crate) fn expect(&mut self, addr: Option<SocketAddr>) {
         if self.expected != addr {
             self.expected = addr;
             self.latched = None;
         }
     }
 
-    fn admit(&mut self, source: SocketAddr) -> Admission {
+    pub(crate) fn admit(&mut self, source: SocketAddr) -> Admission {
         if let Some(latched) = self.latched {
             return if latched == source {
                 Admission::Known
@@ -587,7 +587,7 @@ impl Target {
         }
     }
 
-    fn destination(&self) -> Option<SocketAddr> {
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
         self.latched.or(self.expected)
     }
 }
@@ -600,7 +600,7 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
 
 /// Adapts a destination to the family of the socket sending to it: an IPv6 socket reaches
 /// IPv4 peers through mapped addresses, an IPv4 socket cannot use the mapped form.
-fn fit_family(destination: SocketAddr, local: IpAddr) -> SocketAddr {
+pub(crate) fn fit_family(destination: SocketAddr, local: IpAddr) -> SocketAddr {
     match (local, destination.ip()) {
         (IpAddr::V6(_), IpAddr::V4(v4)) => {
             SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), destination.port())

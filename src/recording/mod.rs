@@ -21,7 +21,7 @@
 //! The recorder knows packets, legs and files, not calls: call control decides when to
 //! start and stop, and stores the [`RecordingSummary`] with the call.
 
-mod engine;
+pub(crate) mod engine;
 pub mod g711;
 pub mod reorder;
 pub mod wav;
@@ -384,6 +384,6 @@ impl Worker {
 }
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;

@@ -241,7 +241,7 @@ impl Drop for WavWriter {
 }
 
 /// The canonical 44-byte header for a stereo 8 kHz 16-bit PCM file of `data` bytes.
-fn header(data: u32) -> [u8; HEADER_LEN as usize] {
+pub(crate) fn header(data: u32) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     let mut at = 0;
     let mut put = |bytes: &[u8]| {
@@ -363,6 +363,11 @@ fn parse(file: &mut File, len: u64) -> io::Result<std::result::Result<Layout, St
                 }));
             }
             b"fmt " => {
+                // Which one would hound, a player or this repair believe? Truncating the
+                // data to the wrong frame size would lose audio: refuse to guess.
+                if format.is_some() {
+                    return Ok(Err("more than one fmt chunk".to_string()));
+                }
                 if size < 16 || at + 8 + 16 > len {
                     return Ok(Err("fmt chunk too short".to_string()));
                 }
@@ -695,6 +700,28 @@ mod tests {
             .expect("repaired");
         assert_eq!(summary.bytes, 44 + 400);
         assert!(repair_all(dir.path().join("missing")).is_empty());
+    }
+
+    /// Regression (fuzzer, wav_repair): a second `fmt ` chunk with another frame size was
+    /// believed, the data cut to that frame size, and hound refused the "repaired" file.
+    #[test]
+    fn a_second_fmt_chunk_is_refused_not_repaired() {
+        let data: &[u8] = b"RIFF$\x00\x00\x00WAVEfmt \
+            \x10\x00\x00\x00\x01\x00\x02\x00@\x1f\x00\x00\x00}\x00\x00\
+            \x04\x00\x10\x00fmt \x10\x00\x00\x00\x01\x00\x02\x00\
+            @\x1f\x00\x00\x00}\x00\x00\xbc\x00\x10\x00data\
+            \xff\xff\xff\xff\xffata\xff\xff\xff\xff\xff\xff0\x00\
+            \x00\x00\x00\x0b\xbb0RI";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("two-fmt.wav");
+        fs::write(&path, data).expect("write");
+        match repair(&path) {
+            Err(RecordingError::NotWav { reason, .. }) => {
+                assert!(reason.contains("more than one fmt chunk"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read(&path).expect("read"), data, "left untouched");
     }
 
     proptest::proptest! {

@@ -151,7 +151,7 @@ impl Dialog {
         if method != Method::Ack && method != Method::Cancel {
             self.local_seq += 1;
         }
-        let mut req = Request::new(method.clone(), self.remote_target.clone());
+        let mut req = Request::new(method.clone(), self.remote_target.to_request_uri());
         for route in &self.route_set {
             req.headers.push(HeaderName::Route, route.to_string());
         }
@@ -170,7 +170,7 @@ impl Dialog {
 
     /// The ACK for a 2xx to the INVITE with CSeq `invite_seq` (RFC 3261 §13.2.2.4).
     pub fn ack(&self, invite_seq: u32) -> Request {
-        let mut req = Request::new(Method::Ack, self.remote_target.clone());
+        let mut req = Request::new(Method::Ack, self.remote_target.to_request_uri());
         for route in &self.route_set {
             req.headers.push(HeaderName::Route, route.to_string());
         }
@@ -229,6 +229,7 @@ mod tests {
     use super::*;
     use crate::sip::message::{response_to, Message};
     use crate::sip::parse::parse;
+    use crate::sip::HeaderName;
     use bytes::Bytes;
 
     fn invite() -> Request {
@@ -237,6 +238,78 @@ mod tests {
             Message::Request(r) => r,
             _ => unreachable!(),
         }
+    }
+
+    /// Our requests in the dialog an INVITE forms, with a Via as the endpoint adds, as the
+    /// phone's parser sees them.
+    fn our_requests_parse(invite: &[u8]) {
+        let Ok(Message::Request(inv)) = parse(Bytes::copy_from_slice(invite)) else {
+            panic!("the INVITE parses");
+        };
+        let resp = response_to(&inv, 200, None, Some("ours"));
+        let mut d = Dialog::uas(&inv, &resp, Uri::parse("sip:tr@127.0.0.1:5060").unwrap()).unwrap();
+        for mut req in [d.request(Method::Bye), d.request(Method::Invite), d.ack(1)] {
+            req.headers
+                .push_front(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-t");
+            assert!(
+                parse(req.to_bytes()).is_ok(),
+                "{}",
+                String::from_utf8_lossy(&req.to_bytes())
+            );
+        }
+    }
+
+    /// Regression (fuzzer, sip_parse): a Contact with `?headers` became the Request-URI
+    /// of our BYE, where RFC 3261 §19.1.1 forbids them: the phone would refuse our BYE.
+    #[test]
+    fn contact_headers_stay_out_of_our_request_uri() {
+        our_requests_parse(INVITE_WITH_CONTACT_HEADERS);
+        let Ok(Message::Request(inv)) = parse(Bytes::from_static(INVITE_WITH_CONTACT_HEADERS))
+        else {
+            panic!("parses");
+        };
+        let resp = response_to(&inv, 200, None, Some("ours"));
+        let mut d = Dialog::uas(&inv, &resp, Uri::parse("sip:tr@127.0.0.1:5060").unwrap()).unwrap();
+        assert_eq!(
+            d.request(Method::Bye).uri.to_string(),
+            "sip:13800138000@127.0.0.1:5070;tran"
+        );
+    }
+
+    const INVITE_WITH_CONTACT_HEADERS: &[u8] = b"INVITE sip:4008001234@127.0.0.1:5060 SIP/2.0\r\n\
+    Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-4242-1-inv;rport\r\n\
+    From: \x22Test Caller\x22 <sip:13800138000@127.0.0.1:5070>;tag=4242SIPpTag001\r\n\
+    To: <sip:4008001234@127.0.0.1:5060>\r\n\
+    Call-ID: seed-1@127.0.0.1\r\n\
+    CSeq: 1 INVITE\r\n\
+    Contact: <sip:13800138000@127.0.0.1:5070;tran?sport=UDP>\r\n\
+    Max-Forwards: 70\r\n\
+    Subject: threering daemon test\r\n\
+    Content-Type: application/sdp\r\n\
+    Content-Length: 083\r\n\
+    \r\n\
+    v=0\r\n\
+    o=caller 53655765 2353687637 IN IP4 127.0.0.1\r\n\
+    s=-\r\n\
+    c=IN IP4 127.0.0.1\r\n\
+    t=0 0\r\n\
+    m=audio 6004 RTP/AVP 8 0\r\n\
+    a=r\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00endrecv\r\n";
+
+    /// Regression (fuzzer, sip_parse): `From: s:>` was taken as a URI of scheme `s`, and
+    /// written back as `<s:>>` in the To of our BYE, which no parser reads.
+    #[test]
+    fn a_uri_with_characters_no_uri_has_is_refused() {
+        let invite: &[u8] = b"INVITE sip:1.0.0.1 SIP/2.0\n\
+            V:SIP/2.0/UD b\n\
+            F:s:>\n\
+            T:p:0\n\
+            Call-ID:s\n\
+            CSeq:1 INVITE\n\
+            Contact:<p:1>\n";
+        assert!(parse(Bytes::from_static(invite)).is_err());
+        assert!(crate::sip::NameAddr::parse("s:>").is_err());
+        assert!(Uri::parse("p:1").is_ok());
     }
 
     #[test]

@@ -222,6 +222,22 @@ impl Uri {
         }
     }
 
+    /// This URI fit to be a Request-URI: RFC 3261 §19.1.1 (table 1) allows neither the
+    /// `?headers` component nor the `method` parameter there. A Contact or a configured
+    /// contact may carry them, and a request built on them as they are would be refused by
+    /// every strict parser, ours included.
+    pub fn to_request_uri(&self) -> Uri {
+        match self {
+            Uri::Sip(u) if !u.headers.is_empty() || u.params.contains("method") => {
+                let mut u = u.clone();
+                u.headers.clear();
+                u.params.remove("method");
+                Uri::Sip(u)
+            }
+            other => other.clone(),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Uri, UriError> {
         let colon = s.find(':').ok_or(UriError {
             reason: "missing scheme",
@@ -266,6 +282,14 @@ impl Uri {
                 params,
             })
         } else {
+            // RFC 3261 absoluteURI (RFC 2396): reserved, unreserved and escaped octets
+            // only. Anything else (a '>' or '"' most of all) would end the URI early when
+            // it is written back inside <>.
+            check_escaped(
+                rest,
+                |c| b";/?:@&=+$,".contains(&c),
+                "character not allowed in a URI",
+            )?;
             Ok(Uri::Other {
                 scheme: scheme.to_ascii_lowercase(),
                 opaque: rest.to_owned(),
@@ -485,6 +509,26 @@ mod tests {
             u.as_sip().unwrap().user.as_deref(),
             Some("user;par=u%40example.net")
         );
+    }
+
+    #[test]
+    fn request_uris_lose_headers_and_method() {
+        let contact =
+            Uri::parse("sip:a@192.0.2.1:5070;transport=tcp;method=INVITE?X=1&Y=2").unwrap();
+        assert_eq!(
+            contact.to_request_uri().to_string(),
+            "sip:a@192.0.2.1:5070;transport=tcp"
+        );
+        let plain = Uri::parse("sip:a@192.0.2.1").unwrap();
+        assert_eq!(plain.to_request_uri(), plain);
+    }
+
+    #[test]
+    fn other_schemes_take_uri_characters_only() {
+        assert!(Uri::parse("mailto:a%20b@example.com?subject=x").is_ok());
+        for bad in ["s:>", "p:a<b", "x:\"q\"", "x:a%2"] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -78,12 +78,12 @@ impl Controller {
 
     pub(super) fn agent_target(&self, agent: &str) -> Option<(Uri, Target)> {
         if let Some(binding) = self.registrar.binding(agent) {
-            return Some((binding.contact.clone(), binding.target()));
+            return Some((binding.contact.to_request_uri(), binding.target()));
         }
         let contact = self.config.agent(agent)?.contact.as_deref()?;
         let uri = Uri::parse(contact).ok()?;
         let target = target_for_uri(&uri)?;
-        Some((uri, target))
+        Some((uri.to_request_uri(), target))
     }
 
     pub(super) async fn ring_agent(&mut self, key: u64, agent: &str, ring_timeout_ms: u64) {

@@ -12,7 +12,7 @@
 //!       └──── bytes ─────────┘  └── Command (respond, request, cancel, ack) ──
 //! ```
 
-mod build;
+pub(crate) mod build;
 mod core;
 pub mod overload;
 
