@@ -141,8 +141,16 @@ fn authentication(req: &Request, peer: &Peer) {
         }
     }
     if req.method == Method::Register {
-        let mut registrar = Registrar::new("threering", vec![Algorithm::Md5], 3600);
-        let (resp, _) = registrar.handle(req, peer, |_| Some("secret".into()));
+        let lockouts = std::sync::Arc::new(crate::sip::auth::lockout::Lockouts::new(
+            crate::config::Config::embedded().sip.lockout_policy(),
+        ));
+        let auth = crate::sip::authenticator::Authenticator::new(
+            "threering",
+            vec![Algorithm::Md5],
+            lockouts,
+        );
+        let mut registrar = Registrar::new(3600);
+        let (resp, _) = registrar.handle(req, peer, &auth, |_| Some("secret".into()));
         reparse_response(&resp);
     }
 }
