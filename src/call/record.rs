@@ -193,6 +193,38 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// A minimal record for unit tests: an inbound call to the consult queue that the
+    /// caller abandoned after a second, started at `started_at`.
+    #[cfg(test)]
+    pub(crate) fn abandoned_for_test(id: &str, started_at: i64) -> CallRecord {
+        CallRecord {
+            id: id.to_owned(),
+            sip_call_id: format!("{id}@test"),
+            direction: Direction::Inbound,
+            caller: "13800138000".into(),
+            callee: "4008001234".into(),
+            queue: Some("consult".into()),
+            agent: None,
+            started_at,
+            caller_ringing_at: None,
+            answered_at: None,
+            ended_at: Some(started_at + 1000),
+            caller_ring_ms: None,
+            rings: None,
+            three_ring_ok: None,
+            over_limit: None,
+            outcome: CallOutcome::Abandoned,
+            hangup_side: None,
+            talk_ms: None,
+            attempts: Vec::new(),
+            recording_path: None,
+            recording: RecordingMeta::default(),
+            survey_score: None,
+            survey_offered: false,
+            tickets: Vec::new(),
+        }
+    }
+
     /// Whether the agent's leaving was a hand-off to the survey (records written before
     /// `survey_offered` existed tell it by the score alone).
     pub fn handed_to_survey(&self) -> bool {

@@ -114,37 +114,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::call::record::{CallOutcome, CallRecord, Direction, RecordingMeta};
+    use crate::call::record::CallRecord;
     use crate::store::testing::TestDb;
     use crate::store::Store;
 
     fn call(id: &str, started_at: i64) -> CallRecord {
-        CallRecord {
-            id: id.to_owned(),
-            sip_call_id: format!("{id}@test"),
-            direction: Direction::Inbound,
-            caller: "13800138000".into(),
-            callee: "4008001234".into(),
-            queue: Some("consult".into()),
-            agent: None,
-            started_at,
-            caller_ringing_at: None,
-            answered_at: None,
-            ended_at: Some(started_at + 1000),
-            caller_ring_ms: None,
-            rings: None,
-            three_ring_ok: None,
-            over_limit: None,
-            outcome: CallOutcome::Abandoned,
-            hangup_side: None,
-            talk_ms: None,
-            attempts: Vec::new(),
-            recording_path: None,
-            recording: RecordingMeta::default(),
-            survey_score: None,
-            survey_offered: false,
-            tickets: Vec::new(),
-        }
+        CallRecord::abandoned_for_test(id, started_at)
     }
 
     async fn every_call_of_the_range_is_read_past_page_and_list_limits(store: Store, _db: &TestDb) {

@@ -214,35 +214,9 @@ async fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::record::{CallOutcome, Direction, RecordingMeta};
 
     fn record(id: &str) -> CallRecord {
-        CallRecord {
-            id: id.to_owned(),
-            sip_call_id: format!("{id}@test"),
-            direction: Direction::Inbound,
-            caller: "13800138000".into(),
-            callee: "4008001234".into(),
-            queue: None,
-            agent: None,
-            started_at: 1,
-            caller_ringing_at: None,
-            answered_at: None,
-            ended_at: None,
-            caller_ring_ms: None,
-            rings: None,
-            three_ring_ok: None,
-            over_limit: None,
-            outcome: CallOutcome::Abandoned,
-            hangup_side: None,
-            talk_ms: None,
-            attempts: Vec::new(),
-            recording_path: None,
-            recording: RecordingMeta::default(),
-            survey_score: None,
-            survey_offered: false,
-            tickets: Vec::new(),
-        }
+        CallRecord::abandoned_for_test(id, 1)
     }
 
     fn ids(read: &[Spooled]) -> Vec<String> {

@@ -9,34 +9,12 @@ use sqlx::{Connection, Executor};
 
 use super::testing::{TcpProxy, TestDb};
 use super::{Backend, Store, StoreHealth, StoreWriter, WriterOptions};
-use crate::call::record::{CallOutcome, CallRecord, Direction, RecordingMeta};
+use crate::call::record::CallRecord;
 
 fn call(id: &str, caller: &str) -> CallRecord {
     CallRecord {
-        id: id.to_owned(),
-        sip_call_id: format!("{id}@test"),
-        direction: Direction::Inbound,
         caller: caller.to_owned(),
-        callee: "4008001234".into(),
-        queue: Some("consult".into()),
-        agent: None,
-        started_at: 1_740_787_200_000,
-        caller_ringing_at: None,
-        answered_at: None,
-        ended_at: Some(1_740_787_201_000),
-        caller_ring_ms: None,
-        rings: None,
-        three_ring_ok: None,
-        over_limit: None,
-        outcome: CallOutcome::Abandoned,
-        hangup_side: None,
-        talk_ms: None,
-        attempts: Vec::new(),
-        recording_path: None,
-        recording: RecordingMeta::default(),
-        survey_score: None,
-        survey_offered: false,
-        tickets: Vec::new(),
+        ..CallRecord::abandoned_for_test(id, 1_740_787_200_000)
     }
 }
 
