@@ -178,10 +178,16 @@ pub async fn run(
             config.daemon.node_id.clone(),
             root.child_token(),
         );
-        controller.with_claims(crate::call::claims::AgentClaims::new(
-            store.clone(),
-            &config.daemon.node_id,
-        ))
+        controller
+            .with_claims(crate::call::claims::AgentClaims::new(
+                store.clone(),
+                &config.daemon.node_id,
+            ))
+            .with_cluster(crate::call::cluster::ClusterLink::start(
+                store.clone(),
+                &config.daemon.node_id,
+                root.child_token(),
+            ))
     } else {
         controller
     };

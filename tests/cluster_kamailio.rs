@@ -28,82 +28,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use daemon_common::{
-    free_port, reports, timing_exclusive, AgentSpec, Daemon, DaemonSpec, PortBlock, QueueSpec,
-    Sipp, SippOutcome,
+    free_port, reports, timing_exclusive, AgentSpec, Daemon, DaemonSpec, PgDatabase, PortBlock,
+    QueueSpec, Sipp, SippOutcome,
 };
 
 const AGENTS: usize = 30;
 const HALF: u32 = 100;
 const RATE: &str = "10";
 const TALK_MS: u64 = 1500;
-
-fn pg_admin_url() -> String {
-    std::env::var("THREERING_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh PostgreSQL database for this test, dropped at the end.
-struct PgDatabase {
-    admin: String,
-    name: String,
-}
-
-impl PgDatabase {
-    fn create() -> PgDatabase {
-        let name = format!("tr_cluster_{}_{}", std::process::id(), free_port());
-        let db = PgDatabase {
-            admin: pg_admin_url(),
-            name,
-        };
-        db.psql_admin(&format!("CREATE DATABASE {}", db.name));
-        db
-    }
-
-    fn url(&self) -> String {
-        match self.admin.rfind('/') {
-            Some(at) => format!("{}/{}", &self.admin[..at], self.name),
-            None => panic!("THREERING_TEST_PG has no database part: {}", self.admin),
-        }
-    }
-
-    fn psql_admin(&self, sql: &str) -> String {
-        psql(&self.admin, sql)
-    }
-
-    /// Rows of a query, columns split on `|`.
-    fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        psql(&self.url(), sql)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('|').map(str::to_owned).collect())
-            .collect()
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([&self.admin, "-qAtc"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
-    }
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-qAtc", sql])
-        .output()
-        .expect("run psql (Debian package postgresql-client)");
-    assert!(
-        out.status.success(),
-        "psql {sql:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Kamailio with the shipped dispatcher config, killed by its PID when dropped.
 struct Kamailio {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +89,10 @@ pub const STATE_NAMES: [&str; 6] = [
     "backoff",
 ];
 
-/// What an agent control asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an agent control asks for. Serialized (`snake_case`) when several nodes share
+/// agents: every node applies every control ([`crate::call::claims`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AgentAction {
     /// Log in to (true) or out of (false) a queue the agent is configured in.
     Queue { queue: String, logged_in: bool },
@@ -242,11 +244,14 @@ impl AgentBoard {
         }
     }
 
-    /// Being rung or on a call (what another node must not ring the agent for).
-    pub fn is_busy(&self, id: &str) -> bool {
-        self.agents
-            .get(id)
-            .is_some_and(|a| matches!(a.state, AgentState::Ringing | AgentState::OnCall))
+    /// Being rung, on a call or in the wrap-up after one (what another node must not ring
+    /// the agent for).
+    pub fn is_busy(&self, id: &str, now: Instant) -> bool {
+        self.agents.get(id).is_some_and(|a| match a.state {
+            AgentState::Ringing | AgentState::OnCall => true,
+            AgentState::WrapUp(until) => until > now,
+            _ => false,
+        })
     }
 
     pub fn ringing(&mut self, id: &str) {

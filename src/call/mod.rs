@@ -5,6 +5,7 @@
 pub mod active;
 pub mod agents;
 pub mod claims;
+pub mod cluster;
 pub mod controller;
 pub mod record;
 pub mod routing;

@@ -46,6 +46,17 @@ pub async fn list(
     Ok(Json(json!({ "agents": agents })).into_response())
 }
 
+/// `GET /api/live`: what the wallboard shows, as JSON: calls in progress and every
+/// agent's state, merged over all nodes that share the database. Supervisors and QA.
+pub async fn live(
+    State(state): State<AppState>,
+    Extension(caller): Extension<ApiCaller>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Supervisor, Role::Qa])?;
+    let snapshot = super::ask_control(&state, |reply| Control::Snapshot { reply }).await?;
+    Ok(Json(snapshot).into_response())
+}
+
 /// 403 unless `caller` may change agent `id`: supervisors and admins any agent, the
 /// agent role only its own agent.
 fn may_change(caller: &ApiCaller, id: &str) -> Result<(), ApiError> {

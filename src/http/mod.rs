@@ -18,6 +18,7 @@
 //! GET /api/me, /api/audit, /api/users...   who am I, the audit log, users and tokens
 //! GET /api/openapi.json   the OpenAPI document of all of this (no auth; see [`openapi`])
 //! GET /api/agents, POST /api/agents/{id}/...   agents' states and controls (see [`agents`])
+//! GET /api/live                                 the wallboard's picture, all nodes merged
 //! GET /api/security/lockouts, DELETE .../{kind}/{key}   SIP digest lockouts (see [`security`])
 //! ```
 //! Everything under `/api` but `/api/login` and `/api/openapi.json` needs a bearer token
@@ -175,6 +176,7 @@ pub fn router(state: AppState) -> Router {
             post(events::retry_dead_letter),
         )
         .route("/agents", get(agents::list))
+        .route("/live", get(agents::live))
         .route("/agents/{id}/queues/{queue}/login", post(agents::login))
         .route("/agents/{id}/queues/{queue}/logout", post(agents::logout))
         .route("/agents/{id}/pause", post(agents::pause))

@@ -41,7 +41,7 @@ use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
 pub use calls::CallFilter;
-pub use cluster::AgentClaim;
+pub use cluster::{AgentClaim, NodeSnapshot, SharedAgentCommand, SharedRegistration};
 pub use health::StoreHealth;
 pub use qa::ScoreRefused;
 pub use sql::Backend;

@@ -34,6 +34,7 @@ mod config;
 mod daemon;
 mod http;
 mod kamailio;
+mod pg;
 mod ports;
 mod raw_sip;
 mod rtp_sink;
@@ -58,6 +59,8 @@ pub use daemon::{check_config, Daemon};
 pub use http::{http_get, http_json, http_request, https_request, HttpResponse};
 #[allow(unused_imports)]
 pub use kamailio::Kamailio;
+#[allow(unused_imports)]
+pub use pg::{pg_admin_url, psql, PgDatabase};
 #[allow(unused_imports)]
 pub use ports::PortBlock;
 #[allow(unused_imports)]

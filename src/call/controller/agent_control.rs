@@ -95,6 +95,7 @@ impl Controller {
             .ok_or(AgentRefused::UnknownAgent)?;
         tracing::info!(%agent, action = action.name(), state = view.state, %by, "agent control");
         publish(&self.events, &view, action.name(), by);
+        self.share_command(agent, &action, by);
         self.agent_gauges();
         // An agent back in routing takes a waiting caller now, not on the next tick.
         self.route_waiting().await;

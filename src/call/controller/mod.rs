@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 mod agent_control;
 mod callback;
+mod cluster_sync;
 mod cti;
 mod dialogs;
 mod live;
@@ -192,6 +193,9 @@ pub struct Controller {
     /// Claims on agents in the database shared with other nodes (PostgreSQL); None for a
     /// single node.
     claims: Option<super::claims::AgentClaims>,
+    /// Registrations, agent controls and wallboard pictures shared with the other nodes
+    /// (see [`super::cluster`]).
+    cluster: Option<super::cluster::ClusterLink>,
 }
 
 /// Our Contact URI for a leg on this transport.
@@ -281,6 +285,7 @@ impl Controller {
             cancel,
             events,
             claims: None,
+            cluster: None,
         }
     }
 
@@ -291,11 +296,19 @@ impl Controller {
         self
     }
 
+    /// Shares registrations, agent controls and the wallboard with the other nodes (see
+    /// [`super::cluster`]).
+    pub fn with_cluster(mut self, link: super::cluster::ClusterLink) -> Self {
+        self.cluster = Some(link);
+        self
+    }
+
     /// Gives up the claims on agents this node neither rings nor talks to any more.
     fn release_claims(&mut self) {
         if let Some(claims) = self.claims.as_mut() {
             let board = &self.board;
-            claims.release_idle(|agent| board.is_busy(agent));
+            let now = Instant::now();
+            claims.release_idle(|agent| board.is_busy(agent, now));
         }
     }
 
@@ -307,6 +320,7 @@ impl Controller {
         mut control: mpsc::Receiver<Control>,
     ) {
         let mut timers = self.timers_rx.take().expect("run once");
+        let mut cluster_news = self.cluster.as_mut().and_then(|c| c.news.take());
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -314,6 +328,12 @@ impl Controller {
                 _ = self.cancel.cancelled() => break,
                 Some(event) = events.recv() => self.on_event(event).await,
                 Some(timer) = timers.recv() => self.on_timer(timer).await,
+                Some(news) = async {
+                    match cluster_news.as_mut() {
+                        Some(news) => news.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.on_cluster_news(news).await,
                 Some(cmd) = control.recv() => match cmd {
                     Control::Drain { grace } => {
                         tracing::info!(calls = self.calls.len(), grace_ms = grace.as_millis() as u64, "draining: new calls are refused");
@@ -326,7 +346,7 @@ impl Controller {
                         let _ = reply.send(self.survey_on_request(&call_id).await);
                     }
                     Control::Snapshot { reply } => {
-                        let _ = reply.send(self.snapshot());
+                        let _ = reply.send(self.merged_snapshot());
                     }
                     Control::Callback { ticket_id, agent, number, trunk, reply } => {
                         let _ = reply.send(self.start_callback(ticket_id, agent, number, trunk).await);
@@ -341,6 +361,7 @@ impl Controller {
                 _ = tick.tick() => {
                     self.route_waiting().await;
                     self.release_claims();
+                    self.publish_snapshot();
                     self.tick_rings();
                     self.agent_gauges();
                     self.auth.lockouts().expire(std::time::Instant::now());
@@ -451,6 +472,7 @@ impl Controller {
                 if let RegisterOutcome::Updated { user, bound } = outcome {
                     tracing::info!(agent = %user, registered = bound, "agent registration");
                     self.board.set_registered(&user, bound, Instant::now());
+                    self.share_registration(&user);
                 }
                 self.respond(tx, resp).await;
             }

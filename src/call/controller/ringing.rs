@@ -3,6 +3,7 @@
 //! giving up.
 
 use super::*;
+use crate::call::agents::AgentAction;
 
 /// How long an agent claimed by another node is left out of this node's routing.
 const CLAIMED_ELSEWHERE_BACKOFF: Duration = Duration::from_millis(500);
@@ -79,6 +80,9 @@ impl Controller {
     pub(super) fn agent_target(&self, agent: &str) -> Option<(Uri, Target)> {
         if let Some(binding) = self.registrar.binding(agent) {
             return Some((binding.contact.to_request_uri(), binding.target()));
+        }
+        if let Some(shared) = self.shared_target(agent) {
+            return Some(shared);
         }
         let contact = self.config.agent(agent)?.contact.as_deref()?;
         let uri = Uri::parse(contact).ok()?;
@@ -284,6 +288,12 @@ impl Controller {
                 .attempt_failed(&agent, outcome == AttemptOutcome::NoAnswer, pause_after)
             {
                 agent_control::auto_paused(&self.events, &self.board, &self.config, &agent);
+                // The other nodes pause the agent too (`self.cluster`, not `share_command`:
+                // `call` is borrowed).
+                let reason = self.board.get(&agent).and_then(|a| a.pause_reason.clone());
+                if let (Some(link), Some(reason)) = (&self.cluster, reason) {
+                    link.publish_command(&agent, &AgentAction::Pause { reason }, "system");
+                }
             }
             if matches!(
                 outcome,

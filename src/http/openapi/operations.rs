@@ -488,6 +488,15 @@ pub fn operations() -> Vec<Operation> {
             .about("The agent role sees only itself.")
             .json(200, "the agents", agent_list)
             .error(503, "call control is not running"),
+        get("/api/live", "agents", "What the wallboard shows")
+            .access(Api(QA_OR_SUPERVISOR))
+            .about(
+                "Calls in progress and every agent's state now. With several nodes on one \
+                 PostgreSQL database: every live node's calls, and each agent as the node \
+                 that has it most engaged shows it (README \"Scaling out\").",
+            )
+            .json(200, "the picture", live_snapshot)
+            .error(503, "call control is not running"),
         post(
             "/api/agents/{id}/queues/{queue}/login",
             "agents",

@@ -506,3 +506,88 @@ pub(super) fn refine(
         }
     }
 }
+
+/// `GET /api/live`: call control's `Snapshot`, merged over the nodes.
+pub(super) fn live_snapshot(_: &mut SchemaGenerator) -> Value {
+    let nullable_int = json!({ "type": ["integer", "null"] });
+    let call = object(
+        &[
+            "id",
+            "node",
+            "queue",
+            "caller",
+            "direction",
+            "phase",
+            "started_at",
+            "waited_ms",
+            "ring_ms",
+            "rings",
+            "ringing",
+            "agent",
+        ],
+        json!({
+            "id": { "type": "string" },
+            "node": { "type": "string", "description": "the node that has the call" },
+            "queue": { "type": "string" },
+            "caller": { "type": "string" },
+            "direction": { "type": "string", "enum": ["inbound", "outbound"] },
+            "phase": {
+                "type": "string",
+                "enum": ["waiting", "ringing", "dialing", "connected", "survey", "ended"],
+            },
+            "started_at": { "type": "integer", "description": "epoch ms" },
+            "waited_ms": { "type": "integer" },
+            "ring_ms": nullable_int,
+            "rings": nullable_int,
+            "ringing": { "type": "array", "items": { "type": "string" } },
+            "agent": { "type": ["string", "null"] },
+        }),
+    );
+    let agent = object(
+        &[
+            "id",
+            "name",
+            "state",
+            "pause_reason",
+            "registered",
+            "calls_answered",
+        ],
+        json!({
+            "id": { "type": "string" },
+            "name": { "type": "string" },
+            "state": {
+                "type": "string",
+                "enum": ["available", "ringing", "on_call", "wrap_up", "paused", "backoff"],
+            },
+            "pause_reason": { "type": ["string", "null"] },
+            "registered": { "type": "boolean" },
+            "calls_answered": { "type": "integer", "minimum": 0 },
+        }),
+    );
+    object(
+        &[
+            "at",
+            "node",
+            "nodes",
+            "cadence_ms",
+            "target",
+            "limit",
+            "calls",
+            "agents",
+        ],
+        json!({
+            "at": { "type": "integer", "description": "epoch ms" },
+            "node": { "type": "string", "description": "the node that answered" },
+            "nodes": {
+                "type": "array",
+                "items": { "type": "string" },
+                "description": "the nodes merged in, this one first",
+            },
+            "cadence_ms": { "type": "integer" },
+            "target": { "type": "integer" },
+            "limit": { "type": "integer" },
+            "calls": { "type": "array", "items": call },
+            "agents": { "type": "array", "items": agent },
+        }),
+    )
+}
