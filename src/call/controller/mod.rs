@@ -175,6 +175,11 @@ pub struct Controller {
     clients: HashMap<ClientTx, Purpose>,
     /// INVITEs of attempts whose call ended, by orphan index.
     orphans: HashMap<u64, (Request, Target)>,
+    /// Timers due, by when (and a sequence number, so equal instants keep their order):
+    /// one map entry each rather than a sleeping task each.
+    timers: std::collections::BTreeMap<(Instant, u64), Timer>,
+    next_timer: u64,
+    /// Timers that a task of its own fires (the survey's end).
     timers_tx: mpsc::Sender<Timer>,
     timers_rx: Option<mpsc::Receiver<Timer>>,
     store: StoreWriter,
@@ -273,6 +278,8 @@ impl Controller {
             by_call_id: HashMap::new(),
             clients: HashMap::new(),
             orphans: HashMap::new(),
+            timers: std::collections::BTreeMap::new(),
+            next_timer: 0,
             timers_tx,
             timers_rx: Some(timers_rx),
             store,
@@ -323,10 +330,20 @@ impl Controller {
         let mut cluster_news = self.cluster.as_mut().and_then(|c| c.news.take());
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // The earliest timer's sleep, reset only when the earliest changes.
+        let due = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(due);
+        let mut armed: Option<Instant> = None;
         loop {
+            let earliest = self.timers.keys().next().map(|(at, _)| *at);
+            if let Some(at) = earliest.filter(|at| armed != Some(*at)) {
+                due.as_mut().reset(at);
+            }
+            armed = earliest;
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 Some(event) = events.recv() => self.on_event(event).await,
+                () = &mut due, if armed.is_some() => self.fire_due_timers().await,
                 Some(timer) = timers.recv() => self.on_timer(timer).await,
                 Some(news) = async {
                     match cluster_news.as_mut() {
@@ -409,12 +426,23 @@ impl Controller {
         Ok(paused_spans(recorder))
     }
 
-    fn timer(&self, after: Duration, timer: Timer) {
-        let tx = self.timers_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(timer).await;
-        });
+    /// Fires `timer` after `after` (on call control's own loop).
+    fn timer(&mut self, after: Duration, timer: Timer) {
+        self.next_timer += 1;
+        self.timers
+            .insert((Instant::now() + after, self.next_timer), timer);
+    }
+
+    /// Fires every timer that is due, earliest first.
+    async fn fire_due_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            self.on_timer(timer).await;
+        }
     }
 
     async fn respond(&self, tx: ServerTx, resp: Response) {
