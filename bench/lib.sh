@@ -3,7 +3,8 @@
 # and rtpengine (userspace media relay with recording). Every process started here is
 # remembered in `pids` and stopped by its own PID in `bench_cleanup`.
 #
-# Needs: $work (a scratch directory), $root (the checkout).
+# Needs: $work (a scratch directory), $root (the checkout), $RTP_BLOCK (ports in the
+# system under test's RTP range).
 
 pids=()
 
@@ -29,25 +30,32 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The start of a block of SIZE UDP ports (even) of which none sampled (every 50th) is bound
-# now, for the RTP ranges of the system under test and of the SIPps.
-free_port_block() {
-  python3 - "$1" <<'PY'
+# Starts of disjoint blocks of UDP ports, one per SIZE argument (even starts), of which no
+# port sampled (every 25th) is bound now: the RTP ranges of the system under test and of
+# the two SIPps. Other programs on a shared machine hold ranges of their own.
+free_port_blocks() {
+  python3 - "$@" <<'PY'
 import random, socket, sys
-size = int(sys.argv[1])
-for _ in range(500):
-    start = random.randrange(16000, 65000 - size) & ~1
-    try:
-        socks = []
-        for port in range(start, start + size, 50):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", port))
-            socks.append(s)
-    except OSError:
-        continue
-    print(start)
-    sys.exit(0)
-sys.exit("no free block of UDP ports")
+taken, starts = [], []
+for size in map(int, sys.argv[1:]):
+    for _ in range(2000):
+        start = random.randrange(16000, 65000 - size) & ~1
+        if any(start < hi and lo < start + size for lo, hi in taken):
+            continue
+        try:
+            socks = []
+            for port in list(range(start, start + size, 25)) + [start + size - 1]:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+        except OSError:
+            continue
+        taken.append((start, start + size))
+        starts.append(start)
+        break
+    else:
+        sys.exit(f"no free block of {size} UDP ports")
+print(*starts)
 PY
 }
 
@@ -76,7 +84,7 @@ wait_udp() {
 
 # threering's config for the bench: one queue "4008001234" of AGENTS agents whose contacts
 # are all the one SIPp agent UAS on AGENT_PORT; per-source limits raised (every SIPp is on
-# 127.0.0.1); RECORD true/false; RTP ports from RTP_START (10000 wide).
+# 127.0.0.1); RECORD true/false; RTP ports from RTP_START ($RTP_BLOCK wide).
 #   threering_config FILE SIP_PORT HTTP_PORT AGENT_PORT AGENTS MAX_CALLS RECORD RTP_START
 threering_config() {
   local file=$1 sip_port=$2 http_port=$3 agent_port=$4 agents=$5 max_calls=$6 record=$7 rtp=$8
@@ -94,7 +102,7 @@ max_transactions = 100000
 
 [media]
 address = "127.0.0.1"
-rtp_ports = [$rtp, $(( rtp + 9999 ))]
+rtp_ports = [$rtp, $(( rtp + RTP_BLOCK - 1 ))]
 
 [http]
 listen = "127.0.0.1:$http_port"
@@ -159,7 +167,7 @@ start_rtpengine() {
   local dir=$1 ng_port=$2 cli_port=$3 port_min=$4
   mkdir -p "$dir/rec"
   sed -e "s#@NG_PORT@#$ng_port#g" -e "s#@CLI_PORT@#$cli_port#g" \
-    -e "s#@PORT_MIN@#$port_min#g" -e "s#@PORT_MAX@#$(( port_min + 9999 ))#g" \
+    -e "s#@PORT_MIN@#$port_min#g" -e "s#@PORT_MAX@#$(( port_min + RTP_BLOCK - 1 ))#g" \
     -e "s#@REC_DIR@#$dir/rec#g" -e "s#@THREADS@#${RTPENGINE_THREADS:-2}#g" \
     "$root/bench/peers/rtpengine.conf" >"$dir/rtpengine.conf"
   rtpengine --config-file="$dir/rtpengine.conf" --config-section=rtpengine \
