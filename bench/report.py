@@ -362,9 +362,9 @@ METHOD = """## How each figure is measured
 - **Memory per call**: proportional set size (PSS, `/proc/PID/smaps_rollup`, summed over
   the process tree, so Kamailio's shared memory counts once) in the window minus the same
   before the step, ÷ N. threering: the daemon; peer: rtpengine + Kamailio.
-- **Loss**: datagrams the kernel dropped on the system under test's RTP sockets (the
-  `drops` column of `/proc/net/udp` for its RTP port range: the per-socket part of
-  `RcvbufErrors`), read at the end of the window, plus rtpengine's "relayed packet
+- **Loss**: datagrams the kernel dropped on the sockets the system under test holds (the
+  `drops` column of `/proc/net/udp` for the socket inodes in `/proc/PID/fd`: the
+  per-socket part of `RcvbufErrors`), read at the end of the window, plus rtpengine's "relayed packet
   errors", ÷ the packets sent to it until then. The machine-wide `RcvbufErrors` delta is
   kept in `report.json` (`rcvbuf_errors_machine`) but is no measure of the relay: SIPp's
   `rtp_stream` never reads the RTP it receives, so its sockets overflow by design.

@@ -90,14 +90,32 @@ def rcvbuf_errors():
     return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
-def udp_drops(ports):
-    """Datagrams the kernel dropped on the system under test's own RTP sockets (the
-    "drops" column of /proc/net/udp: RcvbufErrors per socket) for local ports in
-    (lo, hi). SIPp never reads the RTP it receives (rtp_stream only sends), so the
-    machine-wide RcvbufErrors counts SIPp's full sockets too and cannot be used alone."""
-    if not ports:
+def socket_inodes(pids, kids):
+    """Inodes of the sockets the process trees hold open."""
+    inodes = set()
+    for pid in tree(pids, kids):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            pass
+    return inodes
+
+
+def udp_drops(pids, kids):
+    """Datagrams the kernel dropped on the system under test's own UDP sockets (the
+    "drops" column of /proc/net/udp, RcvbufErrors per socket, for the sockets the
+    processes hold). The machine-wide RcvbufErrors cannot be used alone: SIPp never
+    reads the RTP it receives (rtp_stream only sends), so its sockets overflow, and other
+    programs on a shared machine have sockets of their own."""
+    if not pids:
         return 0
-    lo, hi = ports
+    inodes = socket_inodes(pids, kids)
     total = 0
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
@@ -106,8 +124,7 @@ def udp_drops(ports):
             continue
         for line in lines:
             f = line.split()
-            port = int(f[1].rsplit(":", 1)[1], 16)
-            if lo <= port <= hi:
+            if f[9] in inodes:
                 total += int(f[-1])
     return total
 
@@ -202,7 +219,7 @@ def rtt_180(workdir):
     return out
 
 
-def sample(procs, url, kids=None, ports=None):
+def sample(procs, url, kids=None, media=None):
     kids = kids if kids is not None else children()
     return {
         "t": time.monotonic(),
@@ -211,7 +228,7 @@ def sample(procs, url, kids=None, ports=None):
         "machine": machine(),
         "rcvbuf": rcvbuf_errors(),
         "metrics": metrics(url),
-        "drops": udp_drops(ports),
+        "drops": udp_drops([p for n in media or [] for p in procs[n]], kids),
     }
 
 
@@ -288,8 +305,8 @@ def run_recorded(args):
            "-trace_stat", "-stf", stat, "-fd", "5"]
     rec0 = dir_bytes(args.recordings)
     rtpe0 = rtpengine_totals(args.rtpengine_cli)
-    ports = tuple(int(p) for p in args.sut_ports.split("-")) if args.sut_ports else None
-    idle = sample(procs, args.metrics, ports=ports)
+    ports = args.media_proc
+    idle = sample(procs, args.metrics, media=ports)
     log = open(os.path.join(workdir, "uac.log"), "w")
     started = time.monotonic()
     sipp = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
@@ -302,16 +319,16 @@ def run_recorded(args):
     if not window_ok:
         win_start, win_end = started + ramp_s + 1, started + ramp_s + 6
     time.sleep(max(0, win_start - time.monotonic()))
-    a = sample(procs, args.metrics, ports=ports)
+    a = sample(procs, args.metrics, media=ports)
     time.sleep(max(0, win_end - time.monotonic()))
-    b = sample(procs, args.metrics, ports=ports)
+    b = sample(procs, args.metrics, media=ports)
     try:
         sipp.wait(timeout=ramp_s + hold + 60)
     except subprocess.TimeoutExpired:
         sipp.kill()
         sipp.wait()
     time.sleep(3)  # the last BYEs, recordings closed, rtpengine totals updated
-    end = sample(procs, args.metrics, ports=ports)
+    end = sample(procs, args.metrics, media=ports)
     rtpe1 = rtpengine_totals(args.rtpengine_cli)
     rec1 = dir_bytes(args.recordings)
 
@@ -337,8 +354,9 @@ def run_recorded(args):
     else:
         packets = nominal_window
         packets_source = "nominal (SIPp rtp_stream, 100 packets/s per call)"
-    # The SUT's RTP sockets live as long as their call: their drops are read at the end
-    # of the steady window, when every call's sockets are open.
+    # The SUT's RTP sockets live as long as their call (rtpengine) or are pooled
+    # (threering): their drops are read at the end of the steady window, when every
+    # call's sockets are open.
     loss_packets = b["drops"]
     if rtpe0 is not None and rtpe1 is not None:
         loss_packets += rtpe1["errors"] - rtpe0["errors"]
@@ -411,7 +429,6 @@ def main():
     r.add_argument("--ramp-cps", type=int, default=200)
     r.add_argument("--recordings", required=True)
     r.add_argument("--rtpengine-cli", type=int, default=0)
-    r.add_argument("--sut-ports", default="", help="LO-HI: the system under test's RTP ports")
     r.add_argument("--media-proc", action="append", required=True,
                    help="the --proc names whose CPU relays the media")
     r.add_argument("--memory-proc", action="append", required=True,
