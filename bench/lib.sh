@@ -168,7 +168,7 @@ start_rtpengine() {
   mkdir -p "$dir/rec"
   sed -e "s#@NG_PORT@#$ng_port#g" -e "s#@CLI_PORT@#$cli_port#g" \
     -e "s#@PORT_MIN@#$port_min#g" -e "s#@PORT_MAX@#$(( port_min + RTP_BLOCK - 1 ))#g" \
-    -e "s#@REC_DIR@#$dir/rec#g" -e "s#@THREADS@#${RTPENGINE_THREADS:-2}#g" \
+    -e "s#@REC_DIR@#$dir/rec#g" -e "s#@THREADS@#${RTPENGINE_THREADS:-2}#g" -e "s#@LOG_LEVEL@#${RTPENGINE_LOG_LEVEL:-4}#g" \
     "$root/bench/peers/rtpengine.conf" >"$dir/rtpengine.conf"
   rtpengine --config-file="$dir/rtpengine.conf" --config-section=rtpengine \
     --pidfile="$dir/rtpengine.pid" >"$dir/rtpengine.log" 2>&1 &
