@@ -150,10 +150,11 @@ start_kamailio() {
   mkdir -p "$dir/run"
   sed -e "s#@SIP_PORT@#$sip_port#g" -e "s#@AGENT_PORT@#$agent_port#g" \
     -e "s#@NG_PORT@#$ng_port#g" -e "s#@MODULES@#$modules/#g" \
-    -e "s#@CHILDREN@#${KAMAILIO_CHILDREN:-4}#g" \
+    -e "s#@CHILDREN@#${KAMAILIO_CHILDREN:-8}#g" \
     "$root/bench/peers/kamailio.cfg" >"$dir/kamailio.cfg"
   [ "$mode" = rtpengine ] && defines=(-A WITH_RTPENGINE)
-  kamailio -f "$dir/kamailio.cfg" "${defines[@]}" -D -E -m 512 -M 32 -Y "$dir/run" \
+  # -DD: the main process stays in the foreground (its PID is ours) and forks the workers.
+  kamailio -f "$dir/kamailio.cfg" "${defines[@]}" -DD -E -m 512 -M 32 -Y "$dir/run" \
     -P "$dir/kamailio.pid" >"$dir/kamailio.log" 2>&1 &
   kamailio_pid=$!
   pids+=("$kamailio_pid")
@@ -170,8 +171,8 @@ start_rtpengine() {
     -e "s#@PORT_MIN@#$port_min#g" -e "s#@PORT_MAX@#$(( port_min + RTP_BLOCK - 1 ))#g" \
     -e "s#@REC_DIR@#$dir/rec#g" -e "s#@THREADS@#${RTPENGINE_THREADS:-2}#g" -e "s#@LOG_LEVEL@#${RTPENGINE_LOG_LEVEL:-4}#g" \
     "$root/bench/peers/rtpengine.conf" >"$dir/rtpengine.conf"
-  rtpengine --config-file="$dir/rtpengine.conf" --config-section=rtpengine \
-    --pidfile="$dir/rtpengine.pid" >"$dir/rtpengine.log" 2>&1 &
+  (cd "$dir" && exec rtpengine --config-file="$dir/rtpengine.conf" --config-section=rtpengine \
+    --pidfile="$dir/rtpengine.pid") >"$dir/rtpengine.log" 2>&1 &
   rtpengine_pid=$!
   pids+=("$rtpengine_pid")
   wait_udp "$ng_port" "$rtpengine_pid" "$dir/rtpengine.log"

@@ -159,17 +159,31 @@ def make_plots(out, tr_setup, peer_setup, tr_rec, peer_rec):
         plt.close(fig)
         done.append(name)
 
-    def xy(rows, key, sub=None):
-        pts = [(r["calls"], (r[key] or {}).get(sub) if sub else r[key]) for r in rows]
+    def xy(rows, key, sub=None, x="calls"):
+        pts = [(r[x], (r[key] or {}).get(sub) if sub else r[key]) for r in rows]
         return [p[0] for p in pts if p[1] is not None], [p[1] for p in pts if p[1] is not None]
+
+    def plot(ax, rows, key, style, label, sub=None, x="calls", value=None):
+        """Clean steps joined by a line; a failed step as a cross of the same colour."""
+        clean = [r for r in rows if r["verdict"] == "pass"]
+        failed = [r for r in rows if r["verdict"] != "pass"]
+        if value:
+            line, = ax.plot([r[x] for r in clean], [value(r) for r in clean], style, label=label)
+            ax.plot([r[x] for r in failed], [value(r) for r in failed], "x",
+                    color=line.get_color(), markersize=9, label=f"{label}: step failed")
+            return
+        line, = ax.plot(*xy(clean, key, sub, x), style, label=label)
+        if failed:
+            ax.plot(*xy(failed, key, sub, x), "x", color=line.get_color(), markersize=9,
+                    label=f"{label}: step failed")
 
     if tr_rec or peer_rec:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         for rows, label, proc, style in ((tr_rec, "threering", "threering", "o-"),
                                          (peer_rec, "rtpengine (Kamailio + rtpengine)",
                                           "rtpengine", "s--")):
-            ax1.plot(*xy(rows, "cpu_percent", proc), style, label=label)
-            ax2.plot(*xy(rows, "cpu_us_per_packet"), style, label=label)
+            plot(ax1, rows, "cpu_percent", style, label, sub=proc)
+            plot(ax2, rows, "cpu_us_per_packet", style, label)
         ax1.set(xlabel="concurrent recorded calls", ylabel="CPU % (100 = one core)",
                 title="Media relay CPU vs calls")
         ax2.set(xlabel="concurrent recorded calls", ylabel="CPU µs per relayed packet",
@@ -177,17 +191,16 @@ def make_plots(out, tr_setup, peer_setup, tr_rec, peer_rec):
         ax2.set_ylim(bottom=0)
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
-            ax.legend()
+            ax.legend(fontsize="small")
         save(fig, "cpu_vs_calls.svg")
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         for rows, label, procs, style in ((tr_rec, "threering", ["threering"], "o-"),
                                           (peer_rec, "Kamailio + rtpengine",
                                            ["rtpengine", "kamailio"], "s--")):
-            x = [r["calls"] for r in rows]
-            ax1.plot(x, [sum(r["pss_kib"].get(p, 0) for p in procs) / 1024 for r in rows],
-                     style, label=label)
-            ax2.plot(*xy(rows, "rss_kib_per_call"), style, label=label)
+            plot(ax1, rows, None, style, label,
+                 value=lambda r: sum(r["pss_kib"].get(p, 0) for p in procs) / 1024)
+            plot(ax2, rows, "rss_kib_per_call", style, label)
         ax1.set(xlabel="concurrent recorded calls", ylabel="memory (PSS, MiB)",
                 title="Memory vs calls")
         ax2.set(xlabel="concurrent recorded calls", ylabel="KiB per call (over idle)",
@@ -195,7 +208,7 @@ def make_plots(out, tr_setup, peer_setup, tr_rec, peer_rec):
         ax2.set_ylim(bottom=0)
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
-            ax.legend()
+            ax.legend(fontsize="small")
         save(fig, "memory_vs_calls.svg")
 
     if tr_setup or peer_setup:
@@ -203,16 +216,17 @@ def make_plots(out, tr_setup, peer_setup, tr_rec, peer_rec):
         for rows, label, proc, style in ((tr_setup, "threering", "threering", "o-"),
                                          (peer_setup, "Kamailio (stateful proxy)",
                                           "kamailio", "s--")):
-            x = [r["rate"] for r in rows]
-            ax1.plot(x, [r["cpu_percent"].get(proc) for r in rows], style, label=label)
-            ax2.plot(x, [r["invite_180_p99_ms"] for r in rows], style, label=label)
+            plot(ax1, rows, "cpu_percent", style, label, sub=proc, x="rate")
+            plot(ax2, rows, "invite_180_p99_ms", style, label, x="rate")
         ax1.set(xlabel="calls per second", ylabel="CPU % (100 = one core)",
                 title="Call setup: CPU vs rate")
-        ax2.set(xlabel="calls per second", ylabel="INVITE→180 p99 (ms)",
+        ax2.set(xlabel="calls per second", ylabel="INVITE→180 p99 (ms, log)",
                 title="Call setup: INVITE→180 p99")
+        ax2.set_yscale("symlog", linthresh=10)
+        ax2.axhline(200, color="grey", linestyle=":", linewidth=1)
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
-            ax.legend()
+            ax.legend(fontsize="small")
         save(fig, "setup_rate.svg")
     return done
 
@@ -336,8 +350,10 @@ METHOD = """## How each figure is measured
   recording in this load); the peer is Kamailio 5.6 as a transaction-stateful proxy with
   Record-Route (`bench/peers/kamailio.cfg`), one leg, no call state.
 - **INVITE→180**: SIPp's response-time distribution, per call (`-trace_rtt`, rtd 1 on the
-  180, measured from the call's start, when the INVITE is sent), ms resolution; the p99 of
-  the step run at half the highest clean rate.
+  180, measured from the call's start, when the INVITE is sent); SIPp reports whole
+  milliseconds and its scheduler ticks make the values come in steps of about 4 ms, so
+  0 means "under 4 ms". The headline is the p99 of the step run at half the highest
+  clean rate.
 - **CPU %**: utime + stime of the process and its children (`/proc/PID/stat`) over the
   step, ÷ wall time; 100 % = one core. SIPp's own CPU is listed separately.
 - **Concurrent recorded calls**: N calls set up at {ramp_cps}/s and held {hold_s} s (the
@@ -369,7 +385,10 @@ METHOD = """## How each figure is measured
   errors", ÷ the packets sent to it until then. The machine-wide `RcvbufErrors` delta is
   kept in `report.json` (`rcvbuf_errors_machine`) but is no measure of the relay: SIPp's
   `rtp_stream` never reads the RTP it receives, so its sockets overflow by design.
-- **Recording bytes per call**: growth of the recordings directory over the step ÷ N."""
+- **Recording bytes per call**: growth of the recordings directory over the step ÷ N.
+- A failed step's figures stay in the tables and in `report.json` (`steps`) but not in
+  the headline or the per-N figures; `KEEP_WORK=1 bench/run` keeps every log and config
+  of the run (SIPp screens, Kamailio and rtpengine logs) to see why a step failed."""
 
 
 if __name__ == "__main__":
