@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 
 PEER_SETUP = "kamailio"
 PEER_REC = "kamailio+rtpengine"
