@@ -93,6 +93,16 @@ pub const MAX_PACKET: usize = 2048;
 /// cannot starve the other.
 const BATCH: usize = 64;
 
+/// Datagrams relayed (sent to the other leg) by every session since start, for
+/// `threering_media_packets_relayed_total`. Added once per socket drain, not per packet,
+/// so the sessions of both worker threads rarely contend on its cache line.
+static RELAYED_PACKETS: AtomicU64 = AtomicU64::new(0);
+
+/// Datagrams (RTP and RTCP) all sessions have relayed so far.
+pub fn relayed_packets_total() -> u64 {
+    RELAYED_PACKETS.load(Ordering::Relaxed)
+}
+
 /// One side of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {
@@ -700,17 +710,25 @@ impl Relay {
 
     /// Reads what is queued on one socket, up to [`BATCH`] datagrams.
     fn drain(&mut self, leg: Leg, channel: Channel) {
+        let mut relayed = 0;
         for _ in 0..BATCH {
             let socket = socket_of(&self.ports[leg.index()], channel);
             match socket.try_recv_from(&mut self.buffer) {
-                Ok((len, source)) => self.on_datagram(leg, channel, len, source),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Ok((len, source)) => {
+                    if self.on_datagram(leg, channel, len, source) {
+                        relayed += 1;
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                 Err(error) => {
                     // An ICMP error reported on a later read, for example: not fatal.
                     tracing::trace!(%leg, ?channel, %error, "receive failed");
-                    return;
+                    break;
                 }
             }
+        }
+        if relayed > 0 {
+            RELAYED_PACKETS.fetch_add(relayed, Ordering::Relaxed);
         }
     }
 
@@ -747,8 +765,8 @@ impl Relay {
         }
     }
 
-    /// Checks one datagram and relays it to the other leg.
-    fn on_datagram(&mut self, leg: Leg, channel: Channel, len: usize, source: SocketAddr) {
+    /// Checks one datagram and relays it to the other leg; `true` if it was sent.
+    fn on_datagram(&mut self, leg: Leg, channel: Channel, len: usize, source: SocketAddr) -> bool {
         self.refresh_control();
         let Relay {
             shared,
@@ -766,17 +784,17 @@ impl Relay {
         bump(&counters.bytes_received, len);
         if leg == Leg::Agent && *agent_detached {
             bump(&counters.dropped_detached, 1);
-            return;
+            return false;
         }
 
         let Some(packet) = buffer.get(..len).filter(|_| len <= MAX_PACKET) else {
             bump(&counters.dropped_invalid, 1);
-            return;
+            return false;
         };
         let kind = rtp::classify(packet);
         if kind == PacketKind::Invalid {
             bump(&counters.dropped_invalid, 1);
-            return;
+            return false;
         }
         match targets[leg.index()][channel.index()].admit(source) {
             Admission::Known => {}
@@ -784,13 +802,13 @@ impl Relay {
             Admission::Rejected => {
                 bump(&counters.dropped_unknown_source, 1);
                 tracing::trace!(%leg, ?channel, %source, "dropped packet from unknown source");
-                return;
+                return false;
             }
         }
         if channel == Channel::Rtp && kind == PacketKind::Rtp {
             if leg == Leg::Agent && playback.is_some() {
                 bump(&counters.dropped_during_prompt, 1);
-                return;
+                return false;
             }
             tap_packet(tap, &counters.tap_dropped, leg, packet);
             if leg == Leg::Caller {
@@ -807,11 +825,11 @@ impl Relay {
         let out = leg.other();
         if out == Leg::Agent && *agent_detached {
             bump(&counters.dropped_detached, 1);
-            return;
+            return false;
         }
         let Some(destination) = targets[out.index()][channel.index()].destination() else {
             bump(&counters.dropped_no_destination, 1);
-            return;
+            return false;
         };
         let out_port = &ports[out.index()];
         let destination = fit_family(destination, out_port.local_ip());
@@ -819,10 +837,12 @@ impl Relay {
             Ok(sent) => {
                 bump(&counters.packets_sent, 1);
                 bump(&counters.bytes_sent, sent);
+                true
             }
             Err(error) => {
                 bump(&counters.dropped_send_failed, 1);
                 tracing::trace!(%leg, ?channel, %destination, %error, "send failed");
+                false
             }
         }
     }
