@@ -45,10 +45,10 @@ const DATA_SIZE_OFFSET: u64 = 40;
 /// 32,000 bytes a second this is over 37 hours, far beyond any call.
 const MAX_DATA: u64 = (u32::MAX as u64 - (HEADER_LEN - 8)) / FRAME_BYTES * FRAME_BYTES;
 /// Frames are collected in memory and handed to the OS once about this much is buffered
-/// (a quarter of a second of audio), and at every checkpoint: one `write` per call every
-/// 250 ms rather than one per recorder tick, while a killed process still loses at most
-/// this much beyond the writing lag.
-const WRITE_CHUNK: usize = 8 * 1024;
+/// (an eighth of a second of audio), and at every checkpoint: one `write` per call every
+/// 125 ms rather than one per recorder tick, while a killed process loses at most this
+/// much beyond the writing lag, and the buffer stays small (it is per active call).
+const WRITE_CHUNK: usize = 4 * 1024;
 /// Chunks looked at before giving up on finding `data` (a valid file has two or three).
 const MAX_CHUNKS: usize = 64;
 
@@ -116,7 +116,8 @@ impl WavWriter {
         Ok(WavWriter {
             path,
             file,
-            buffer: Vec::with_capacity(WRITE_CHUNK + 4096),
+            // One recorder tick (20 ms, 640 bytes) past the threshold, rounded up.
+            buffer: Vec::with_capacity(WRITE_CHUNK + 1024),
             data_bytes: 0,
             closed: false,
         })
