@@ -17,6 +17,7 @@
 //! | `threering_sip_auth_lockouts_active` | gauge | `kind` |
 //! | `threering_store_up` | gauge (1/0) | — |
 //! | `threering_store_queued_records` | gauge | — |
+//! | `threering_media_packets_relayed_total` | counter | — |
 //!
 //! The recorder is built here and rendered by the HTTP server at `/metrics`; no exporter
 //! of its own listens anywhere.
@@ -43,6 +44,7 @@ const SIP_AUTH_LOCKOUTS: &str = "threering_sip_auth_lockouts_total";
 const SIP_AUTH_LOCKOUTS_ACTIVE: &str = "threering_sip_auth_lockouts_active";
 const STORE_UP: &str = "threering_store_up";
 const STORE_QUEUED: &str = "threering_store_queued_records";
+const MEDIA_RELAYED: &str = "threering_media_packets_relayed_total";
 
 /// Bucket bounds in seconds. Dense below 30 s because that is where the rule lives: with
 /// the 5 s cadence, ring 3 ends at 15 s and ring 5 at 25 s; sparse above, up to the
@@ -106,6 +108,10 @@ fn describe() {
     describe_counter!(
         RECORDING_FAILURES,
         "Answered calls whose recording could not be started or was cut short by a write error (the call went on unrecorded)"
+    );
+    describe_counter!(
+        MEDIA_RELAYED,
+        "RTP and RTCP datagrams relayed from one leg of a call to the other (as of the scrape)"
     );
     describe_gauge!(
         TASKS,
@@ -212,6 +218,12 @@ pub fn recording_failed() {
 /// Tasks alive in the runtime now (read at scrape time).
 pub fn alive_tasks(n: usize) {
     gauge!(TASKS).set(n as f64);
+}
+
+/// Datagrams the media relays have sent on so far (read at scrape time from the relays'
+/// own counter, so the media path pays no metrics call per packet).
+pub fn media_packets_relayed(total: u64) {
+    counter!(MEDIA_RELAYED).absolute(total);
 }
 
 /// An alarm went up (`true`) or was cleared (see `crate::alarms`).

@@ -74,6 +74,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Some(Err(e)) => tracing::warn!(error = %e, "counting overdue tickets failed"),
     }
+    crate::metrics::media_packets_relayed(crate::media::relay::relayed_packets_total());
     crate::metrics::alive_tasks(
         tokio::runtime::Handle::current()
             .metrics()

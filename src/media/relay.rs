@@ -62,10 +62,12 @@
 //! here, and the tap is a bounded channel whose overflow is dropped and counted.
 
 use std::fmt;
+use std::future::Future;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,7 +76,6 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::Instrument;
 
 use super::dtmf::DtmfReceiver;
 use super::ports::{BoundPort, PortPool};
@@ -92,6 +93,16 @@ pub const MAX_PACKET: usize = 2048;
 /// Datagrams read from one socket before the others get a turn, so that a flood on one leg
 /// cannot starve the other.
 const BATCH: usize = 64;
+
+/// Datagrams relayed (sent to the other leg) by every session since start, for
+/// `threering_media_packets_relayed_total`. Added once per socket drain, not per packet,
+/// so the sessions of both worker threads rarely contend on its cache line.
+static RELAYED_PACKETS: AtomicU64 = AtomicU64::new(0);
+
+/// Datagrams (RTP and RTCP) all sessions have relayed so far.
+pub fn relayed_packets_total() -> u64 {
+    RELAYED_PACKETS.load(Ordering::Relaxed)
+}
 
 /// One side of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -382,8 +393,6 @@ impl MediaSession {
             play_requests,
             prompt_turn: tokio::sync::Mutex::new(()),
         };
-        let span =
-            tracing::debug_span!("media", caller_port = caller.port, agent_port = agent.port);
         let relay = Relay {
             shared,
             ports: [caller, agent],
@@ -399,7 +408,9 @@ impl MediaSession {
             player: PromptPlayer::new(),
             _finished: finished.drop_guard(),
         };
-        runtime.spawn(relay.run(cancel).instrument(span));
+        // No tracing span around the task: entering and leaving one on every poll costs
+        // more than the rare events it would label, which name the ports themselves.
+        runtime.spawn(relay.run(cancel));
         Ok(session)
     }
 
@@ -641,7 +652,8 @@ struct Relay {
 
 impl Relay {
     async fn run(mut self, cancel: CancellationToken) {
-        tracing::debug!("media relay started");
+        let (caller_port, agent_port) = (self.ports[0].port, self.ports[1].port);
+        tracing::debug!(caller_port, agent_port, "media relay started");
         // Two timers for the whole session, reset rather than re-created: the caller's key
         // timeout and the next prompt frame. `None`: not armed.
         let dtmf_timer = tokio::time::sleep(Duration::ZERO);
@@ -657,28 +669,52 @@ impl Relay {
             () = cancel.cancelled() => return,
             _ = async { tokio::join!(caller.socket.writable(), agent.socket.writable()) } => {}
         }
+        // Pinned once: a fresh `cancelled()` (and fresh `readable()` futures) on every wake
+        // would register and unregister a waiter under a lock each time.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
+        // Where the readiness check starts, turned by one each wake so that a flood on one
+        // socket cannot starve the others (a drain reads at most `BATCH`).
+        let mut first = 0;
         loop {
             arm(dtmf_timer.as_mut(), &mut dtmf_armed, self.dtmf_deadline());
             arm(frame_timer.as_mut(), &mut frame_armed, self.frame_due());
-            let [caller, agent] = &self.ports;
-            let wake = tokio::select! {
-                () = cancel.cancelled() => break,
-                ready = caller.socket.readable() => Wake::Readable(Leg::Caller, Channel::Rtp, ready),
-                ready = agent.socket.readable() => Wake::Readable(Leg::Agent, Channel::Rtp, ready),
-                ready = caller.rtcp_socket.readable() => {
-                    Wake::Readable(Leg::Caller, Channel::Rtcp, ready)
+            // One hand-written poll instead of `select!`: each socket keeps a single waker
+            // slot (`poll_recv_ready`), so a wake costs no allocation and no waiter list.
+            let wake = std::future::poll_fn(|cx| {
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Cancelled);
                 }
-                ready = agent.rtcp_socket.readable() => {
-                    Wake::Readable(Leg::Agent, Channel::Rtcp, ready)
+                for k in 0..SOCKETS.len() {
+                    let (leg, channel) = SOCKETS[(first + k) % SOCKETS.len()];
+                    let socket = socket_of(&self.ports[leg.index()], channel);
+                    if let Poll::Ready(ready) = socket.poll_recv_ready(cx) {
+                        return Poll::Ready(Wake::Readable(leg, channel, ready));
+                    }
                 }
-                request = self.requests.recv(), if requests_open => Wake::Play(request),
-                () = &mut dtmf_timer, if dtmf_armed.is_some() => Wake::DtmfTimeout,
-                () = &mut frame_timer, if frame_armed.is_some() => Wake::FrameDue,
-            };
+                if requests_open {
+                    if let Poll::Ready(request) = self.requests.poll_recv(cx) {
+                        return Poll::Ready(Wake::Play(request));
+                    }
+                }
+                if dtmf_armed.is_some() && dtmf_timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::DtmfTimeout);
+                }
+                if frame_armed.is_some() && frame_timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::FrameDue);
+                }
+                Poll::Pending
+            })
+            .await;
+            first = (first + 1) % SOCKETS.len();
             match wake {
+                Wake::Cancelled => break,
                 Wake::Readable(leg, channel, Err(error)) => {
                     // Readiness only fails if the reactor is gone (runtime shutting down).
-                    tracing::warn!(%leg, ?channel, %error, "media socket failed, relay ends");
+                    tracing::warn!(
+                        caller_port, agent_port, %leg, ?channel, %error,
+                        "media socket failed, relay ends"
+                    );
                     break;
                 }
                 Wake::Readable(leg, channel, Ok(())) => self.drain(leg, channel),
@@ -695,22 +731,32 @@ impl Relay {
                 }
             }
         }
-        tracing::debug!("media relay ended");
+        tracing::debug!(caller_port, agent_port, "media relay ended");
     }
 
     /// Reads what is queued on one socket, up to [`BATCH`] datagrams.
     fn drain(&mut self, leg: Leg, channel: Channel) {
+        let mut relayed = 0;
+        // One clock read per drain: the datagrams of one drain were all read now.
+        let now = Instant::now();
         for _ in 0..BATCH {
             let socket = socket_of(&self.ports[leg.index()], channel);
             match socket.try_recv_from(&mut self.buffer) {
-                Ok((len, source)) => self.on_datagram(leg, channel, len, source),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Ok((len, source)) => {
+                    if self.on_datagram(leg, channel, len, source, now) {
+                        relayed += 1;
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                 Err(error) => {
                     // An ICMP error reported on a later read, for example: not fatal.
                     tracing::trace!(%leg, ?channel, %error, "receive failed");
-                    return;
+                    break;
                 }
             }
+        }
+        if relayed > 0 {
+            RELAYED_PACKETS.fetch_add(relayed, Ordering::Relaxed);
         }
     }
 
@@ -747,8 +793,15 @@ impl Relay {
         }
     }
 
-    /// Checks one datagram and relays it to the other leg.
-    fn on_datagram(&mut self, leg: Leg, channel: Channel, len: usize, source: SocketAddr) {
+    /// Checks one datagram and relays it to the other leg; `true` if it was sent.
+    fn on_datagram(
+        &mut self,
+        leg: Leg,
+        channel: Channel,
+        len: usize,
+        source: SocketAddr,
+        now: Instant,
+    ) -> bool {
         self.refresh_control();
         let Relay {
             shared,
@@ -766,36 +819,41 @@ impl Relay {
         bump(&counters.bytes_received, len);
         if leg == Leg::Agent && *agent_detached {
             bump(&counters.dropped_detached, 1);
-            return;
+            return false;
         }
 
         let Some(packet) = buffer.get(..len).filter(|_| len <= MAX_PACKET) else {
             bump(&counters.dropped_invalid, 1);
-            return;
+            return false;
         };
         let kind = rtp::classify(packet);
         if kind == PacketKind::Invalid {
             bump(&counters.dropped_invalid, 1);
-            return;
+            return false;
         }
         match targets[leg.index()][channel.index()].admit(source) {
             Admission::Known => {}
-            Admission::Latched => tracing::debug!(%leg, ?channel, %source, "latched"),
+            Admission::Latched => tracing::debug!(
+                caller_port = ports[0].port,
+                agent_port = ports[1].port,
+                %leg, ?channel, %source,
+                "latched"
+            ),
             Admission::Rejected => {
                 bump(&counters.dropped_unknown_source, 1);
                 tracing::trace!(%leg, ?channel, %source, "dropped packet from unknown source");
-                return;
+                return false;
             }
         }
         if channel == Channel::Rtp && kind == PacketKind::Rtp {
             if leg == Leg::Agent && playback.is_some() {
                 bump(&counters.dropped_during_prompt, 1);
-                return;
+                return false;
             }
-            tap_packet(tap, &counters.tap_dropped, leg, packet);
+            tap_packet(tap, &counters.tap_dropped, leg, packet, now);
             if leg == Leg::Caller {
                 if let Some((receiver, sink)) = caller_dtmf {
-                    if let Some(key) = receiver.on_packet(packet, Instant::now().into_std()) {
+                    if let Some(key) = receiver.on_packet(packet, now.into_std()) {
                         if !send_key(shared, sink, key) {
                             *caller_dtmf = None;
                         }
@@ -807,11 +865,11 @@ impl Relay {
         let out = leg.other();
         if out == Leg::Agent && *agent_detached {
             bump(&counters.dropped_detached, 1);
-            return;
+            return false;
         }
         let Some(destination) = targets[out.index()][channel.index()].destination() else {
             bump(&counters.dropped_no_destination, 1);
-            return;
+            return false;
         };
         let out_port = &ports[out.index()];
         let destination = fit_family(destination, out_port.local_ip());
@@ -819,10 +877,12 @@ impl Relay {
             Ok(sent) => {
                 bump(&counters.packets_sent, 1);
                 bump(&counters.bytes_sent, sent);
+                true
             }
             Err(error) => {
                 bump(&counters.dropped_send_failed, 1);
                 tracing::trace!(%leg, ?channel, %destination, %error, "send failed");
+                false
             }
         }
     }
@@ -842,6 +902,7 @@ fn tap_packet(
     tap_dropped: &AtomicU64,
     leg: Leg,
     packet: &[u8],
+    arrival: Instant,
 ) {
     let Some(sender) = tap else {
         return;
@@ -853,7 +914,7 @@ fn tap_packet(
     }
     let tapped = TappedPacket {
         leg,
-        arrival: Instant::now(),
+        arrival,
         data: Bytes::copy_from_slice(packet),
     };
     match sender.try_send(tapped) {
@@ -879,8 +940,18 @@ fn send_key(shared: &Shared, sink: &mpsc::Sender<char>, key: char) -> bool {
     }
 }
 
+/// The four sockets of a session, in the order their readiness is checked (from a
+/// starting point that turns).
+const SOCKETS: [(Leg, Channel); 4] = [
+    (Leg::Caller, Channel::Rtp),
+    (Leg::Agent, Channel::Rtp),
+    (Leg::Caller, Channel::Rtcp),
+    (Leg::Agent, Channel::Rtcp),
+];
+
 /// What woke the relay task.
 enum Wake {
+    Cancelled,
     Readable(Leg, Channel, std::io::Result<()>),
     Play(Option<PlayRequest>),
     DtmfTimeout,

@@ -174,6 +174,9 @@ pub struct Engine {
     last_checkpoint: Option<Instant>,
     /// The first write error; nothing more is written after it.
     error: Option<RecordingError>,
+    /// The left and right samples of the piece being written, kept between ticks so
+    /// writing does not allocate.
+    sides: [Vec<i16>; 2],
 }
 
 impl Engine {
@@ -194,6 +197,7 @@ impl Engine {
             checkpoint_every,
             last_checkpoint: None,
             error: None,
+            sides: Default::default(),
         }
     }
 
@@ -240,13 +244,9 @@ impl Engine {
     /// over the paused spans, hands them to the OS, and checkpoints (header and sync) if
     /// one is due at `now`.
     pub fn advance(&mut self, target: u64, now: Instant, paused: &[Span]) {
+        // The writer hands frames to the page cache every quarter second (and at each
+        // checkpoint): a killed process loses at most that beyond the writing lag.
         self.write_until(target, paused);
-        // Into the page cache at once: a killed process then loses only the writing lag.
-        if let Some(writer) = self.writer.as_mut() {
-            if let Err(e) = writer.flush() {
-                self.fail(e);
-            }
-        }
         let due = self
             .last_checkpoint
             .is_none_or(|last| now.saturating_duration_since(last) >= self.checkpoint_every);
@@ -366,8 +366,9 @@ impl Engine {
     fn write_until(&mut self, target: u64, paused: &[Span]) {
         while self.written < target {
             let count = (target - self.written).min(WRITE_PIECE) as usize;
-            let mut sides: [Vec<i16>; 2] = Default::default();
+            let mut sides = std::mem::take(&mut self.sides);
             for (side, track) in sides.iter_mut().zip(self.tracks.iter_mut()) {
+                side.clear();
                 let take = count.min(track.pending.len());
                 side.extend(track.pending.drain(..take));
                 side.resize(count, 0);
@@ -380,6 +381,7 @@ impl Engine {
                     self.fail(e);
                 }
             }
+            self.sides = sides;
         }
     }
 }

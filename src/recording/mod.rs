@@ -12,9 +12,10 @@
 //! - **Crash-durable**: the header is checkpointed and the data synced at least every
 //!   [`RecorderConfig::checkpoint_every`], and [`repair_all`] fixes files a crash left
 //!   behind ([`wav`]).
-//! - **Off the runtime**: a [`Recorder`] runs on its own OS thread, so decoding, writing and
-//!   `fsync` never stall the async tasks relaying media and SIP. The relay hands packets
-//!   over with `try_send` on a bounded channel and never waits for the recorder.
+//! - **Off the runtime**: recordings are served by a few recorder OS threads (the private
+//!   `pool` module), so decoding, writing and `fsync` never stall the async tasks relaying
+//!   media and SIP. The relay hands packets over with `try_send` on a bounded channel and
+//!   never waits for the recorder.
 //! - **Pause/resume** for sensitive data (card numbers): the paused span is silence in both
 //!   channels and is listed in the summary.
 //!
@@ -23,6 +24,7 @@
 
 pub(crate) mod engine;
 pub mod g711;
+mod pool;
 pub mod reorder;
 pub mod wav;
 
@@ -41,7 +43,7 @@ pub use wav::{repair, repair_all, summarize, WavSummary, WavWriter};
 /// recorder thread to sit out a slow `fsync` without the relay dropping audio.
 pub const TAP_CAPACITY: usize = 256;
 
-/// How often the recorder thread wakes to take packets and write frames.
+/// How often a recorder thread takes every recording's packets and writes its frames.
 const TICK: Duration = Duration::from_millis(20);
 
 /// Frames are written this far behind the reorder hold, so packets released by the reorder
@@ -191,7 +193,7 @@ impl Shared {
     }
 }
 
-/// What the handle asks of the thread.
+/// What the handle asks of the recorder thread serving it.
 enum Control {
     Stop {
         at: Instant,
@@ -206,13 +208,17 @@ pub struct Recorder {
     path: PathBuf,
     shared: Arc<Shared>,
     control: std_mpsc::Sender<Control>,
+    /// Wakes the thread serving this recording, so a stop is handled at once rather than
+    /// at its next tick.
+    thread: pool::Waker,
 }
 
 impl Recorder {
-    /// Starts recording now (t = 0 of the file is this instant). Runs on its own std thread
-    /// (not the async runtime): returns the handle and the sender to feed tapped packets
-    /// (bounded: the relay uses `try_send` and counts drops). Creating the file happens
-    /// here, so a bad path is reported at once; syncing it happens on the thread.
+    /// Starts recording now (t = 0 of the file is this instant). Served by one of the
+    /// recorder threads (not the async runtime): returns the handle and the sender to feed
+    /// tapped packets (bounded: the relay uses `try_send` and counts drops). Creating the
+    /// file happens here, so a bad path is reported at once; syncing it happens on the
+    /// thread.
     pub fn start(
         config: RecorderConfig,
     ) -> Result<(Recorder, mpsc::Sender<TappedPacket>), RecordingError> {
@@ -231,23 +237,22 @@ impl Recorder {
             start,
             spans: Mutex::new(Vec::new()),
         });
-        let thread = Worker {
+        let lag = config.reorder_hold.saturating_add(LAG_AFTER_HOLD);
+        let worker = Worker {
             engine,
             taps,
             controls,
+            lag_frames: samples_at(start, start + lag),
             shared: Arc::clone(&shared),
-            lag: config.reorder_hold.saturating_add(LAG_AFTER_HOLD),
             path: config.path.clone(),
         };
-        std::thread::Builder::new()
-            .name("recorder".to_string())
-            .spawn(move || thread.run())
-            .map_err(|e| RecordingError::Thread(format!("cannot start: {e}")))?;
+        let thread = pool::serve(worker)?;
         tracing::debug!(path = %config.path.display(), "recording started");
         let recorder = Recorder {
             path: config.path,
             shared,
             control,
+            thread,
         };
         Ok((recorder, tap))
     }
@@ -299,38 +304,53 @@ impl Recorder {
         self.control
             .send(Control::Stop { at, reply })
             .map_err(|_| RecordingError::Thread("the recorder thread has ended".to_string()))?;
+        self.thread.wake();
         answer.await.map_err(|_| {
             RecordingError::Thread("the recorder thread ended without closing the file".into())
         })?
     }
 }
 
-/// The recorder thread's state.
+/// One recording, as a recorder thread serves it.
 struct Worker {
     engine: Engine,
     taps: mpsc::Receiver<TappedPacket>,
     controls: std_mpsc::Receiver<Control>,
+    /// Frames are written this far behind real time (the reorder hold plus
+    /// [`LAG_AFTER_HOLD`]).
+    lag_frames: u64,
     shared: Arc<Shared>,
-    lag: Duration,
     path: PathBuf,
 }
 
+/// When and how a recording ends: the instant its file ends at, and who wants the summary.
+type StopRequest = (
+    Instant,
+    Option<oneshot::Sender<Result<RecordingSummary, RecordingError>>>,
+);
+
 impl Worker {
-    fn run(mut self) {
-        let lag_frames = samples_at(self.shared.start, self.shared.start + self.lag);
-        let (at, reply) = loop {
-            match self.controls.recv_timeout(TICK) {
-                Ok(Control::Stop { at, reply }) => break (at, Some(reply)),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => break (Instant::now(), None),
-            }
-            self.take_packets();
-            let now = Instant::now();
-            self.engine.release(now);
-            let target = samples_at(self.shared.start, now).saturating_sub(lag_frames);
-            let spans = self.shared.spans().clone();
-            self.engine.advance(target, now, &spans);
-        };
+    /// A stop the handle asked for, or the handle's drop (the file then ends now).
+    fn stop_request(&self) -> Option<StopRequest> {
+        match self.controls.try_recv() {
+            Ok(Control::Stop { at, reply }) => Some((at, Some(reply))),
+            Err(std_mpsc::TryRecvError::Empty) => None,
+            Err(std_mpsc::TryRecvError::Disconnected) => Some((Instant::now(), None)),
+        }
+    }
+
+    /// Takes the packets tapped since the last tick and writes frames up to `now` less
+    /// the lag.
+    fn tick(&mut self, now: Instant) {
+        self.take_packets();
+        self.engine.release(now);
+        let target = samples_at(self.shared.start, now).saturating_sub(self.lag_frames);
+        let spans = self.shared.spans().clone();
+        self.engine.advance(target, now, &spans);
+    }
+
+    /// Writes everything up to `at`, closes the file and answers the handle.
+    fn finish(mut self, (at, reply): StopRequest) {
         self.take_packets();
         // The file ends at `at`: a span still open ends there too.
         let end_ms = samples_at(self.shared.start, at) / (u64::from(wav::SAMPLE_RATE) / 1000);

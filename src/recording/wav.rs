@@ -44,9 +44,11 @@ const DATA_SIZE_OFFSET: u64 = 40;
 /// Largest `data` chunk a header can describe: the RIFF size (data + 36) is a `u32`. At
 /// 32,000 bytes a second this is over 37 hours, far beyond any call.
 const MAX_DATA: u64 = (u32::MAX as u64 - (HEADER_LEN - 8)) / FRAME_BYTES * FRAME_BYTES;
-/// Frames are collected in memory and written in pieces of at most about this size (the
-/// recorder also [`flush`](WavWriter::flush)es every tick).
-const WRITE_CHUNK: usize = 32 * 1024;
+/// Frames are collected in memory and handed to the OS once about this much is buffered
+/// (an eighth of a second of audio), and at every checkpoint: one `write` per call every
+/// 125 ms rather than one per recorder tick, while a killed process loses at most this
+/// much beyond the writing lag, and the buffer stays small (it is per active call).
+const WRITE_CHUNK: usize = 4 * 1024;
 /// Chunks looked at before giving up on finding `data` (a valid file has two or three).
 const MAX_CHUNKS: usize = 64;
 
@@ -114,7 +116,8 @@ impl WavWriter {
         Ok(WavWriter {
             path,
             file,
-            buffer: Vec::with_capacity(WRITE_CHUNK + 4096),
+            // One recorder tick (20 ms, 640 bytes) past the threshold, rounded up.
+            buffer: Vec::with_capacity(WRITE_CHUNK + 1024),
             data_bytes: 0,
             closed: false,
         })
@@ -141,7 +144,12 @@ impl WavWriter {
                 path: self.path.clone(),
             });
         }
-        for i in 0..frames {
+        self.buffer.reserve(frames * FRAME_BYTES as usize);
+        for (&l, &r) in left.iter().zip(right) {
+            let ([l0, l1], [r0, r1]) = (l.to_le_bytes(), r.to_le_bytes());
+            self.buffer.extend_from_slice(&[l0, l1, r0, r1]);
+        }
+        for i in left.len().min(right.len())..frames {
             let l = left.get(i).copied().unwrap_or(0);
             let r = right.get(i).copied().unwrap_or(0);
             self.buffer.extend_from_slice(&l.to_le_bytes());
@@ -154,9 +162,10 @@ impl WavWriter {
         Ok(())
     }
 
-    /// Hands buffered frames to the operating system, without syncing: cheap, and enough
-    /// for them to survive a killed process (not a power cut), since [`repair`] recovers
-    /// frames past the last checkpoint. The recorder calls it every tick.
+    /// Hands buffered frames to the operating system, without syncing: enough for them to
+    /// survive a killed process (not a power cut), since [`repair`] recovers frames past
+    /// the last checkpoint. [`write_frames`](WavWriter::write_frames) does it by itself
+    /// once a quarter second is buffered.
     pub fn flush(&mut self) -> Result<()> {
         self.check_open()?;
         self.flush_buffer()

@@ -140,7 +140,13 @@ fn send_prompt_packet(
 ) {
     let counters = &shared.prompt_counters;
     bump(&counters.frames, 1);
-    tap_packet(tap, &counters.tap_dropped, Leg::Agent, packet);
+    tap_packet(
+        tap,
+        &counters.tap_dropped,
+        Leg::Agent,
+        packet,
+        Instant::now(),
+    );
     let caller = Leg::Caller.index();
     let Some(destination) = targets[caller][Channel::Rtp.index()].destination() else {
         bump(&counters.dropped_no_destination, 1);

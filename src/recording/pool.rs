@@ -1,0 +1,114 @@
+//! The recorder threads: a few OS threads that serve every recording of the daemon.
+//!
+//! A thread per recording wakes 50 times a second per call, and at a thousand calls the
+//! context switches cost more CPU than the decoding and writing they do (measured with
+//! `bench/relay_cpu`: the recorder threads took 58 % of the daemon's CPU at 400 calls,
+//! most of it in the scheduler). So recordings share a small fixed set of threads, one per
+//! core (at most [`MAX_THREADS`]), each of which takes the packets of all its recordings
+//! and writes their frames on one tick every [`TICK`], and handles a stop as soon as the
+//! handle asks. A recording stays on the thread it was given (round-robin) until it ends.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use super::{RecordingError, Worker, TICK};
+
+/// Recorder threads at most, whatever the core count: each mostly waits on the page
+/// cache and `fsync`, a few keep up with thousands of calls.
+const MAX_THREADS: usize = 4;
+
+/// What a recorder thread is told.
+pub(super) enum Job {
+    /// Serve this recording from now on.
+    Add(Box<Worker>),
+    /// Look at the recordings' control channels now (a stop was asked).
+    Wake,
+}
+
+/// Wakes the thread serving a recording.
+#[derive(Debug, Clone)]
+pub(super) struct Waker(std_mpsc::Sender<Job>);
+
+impl Waker {
+    pub(super) fn wake(&self) {
+        // A thread that is gone has nothing to wake.
+        let _ = self.0.send(Job::Wake);
+    }
+}
+
+struct Pool {
+    threads: Vec<std_mpsc::Sender<Job>>,
+    next: AtomicUsize,
+}
+
+static POOL: OnceLock<Result<Pool, String>> = OnceLock::new();
+
+fn start_pool() -> Result<Pool, String> {
+    let count = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, MAX_THREADS);
+    let mut threads = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (jobs, incoming) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("recorder".to_string())
+            .spawn(move || run(incoming))
+            .map_err(|e| format!("cannot start: {e}"))?;
+        threads.push(jobs);
+    }
+    Ok(Pool {
+        threads,
+        next: AtomicUsize::new(0),
+    })
+}
+
+/// Hands a recording to a recorder thread (starting the threads the first time).
+pub(super) fn serve(worker: Worker) -> Result<Waker, RecordingError> {
+    let pool = POOL
+        .get_or_init(start_pool)
+        .as_ref()
+        .map_err(|e| RecordingError::Thread(e.clone()))?;
+    let index = pool.next.fetch_add(1, Ordering::Relaxed) % pool.threads.len();
+    let thread = &pool.threads[index];
+    thread
+        .send(Job::Add(Box::new(worker)))
+        .map_err(|_| RecordingError::Thread("the recorder thread has ended".to_string()))?;
+    Ok(Waker(thread.clone()))
+}
+
+/// A recorder thread: ticks every [`TICK`] over all its recordings, and ends those whose
+/// handle asked for a stop (or went away) as soon as it hears of it.
+fn run(jobs: std_mpsc::Receiver<Job>) {
+    let mut workers: Vec<Worker> = Vec::new();
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match jobs.recv_timeout(wait) {
+            Ok(Job::Add(worker)) => workers.push(*worker),
+            Ok(Job::Wake) | Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            // The pool lives as long as the process: never reached.
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let mut i = 0;
+        while i < workers.len() {
+            match workers[i].stop_request() {
+                Some(stop) => workers.swap_remove(i).finish(stop),
+                None => i += 1,
+            }
+        }
+        let now = Instant::now();
+        if now < next_tick {
+            continue;
+        }
+        for worker in &mut workers {
+            worker.tick(now);
+        }
+        next_tick += TICK;
+        if next_tick <= now {
+            // Behind by more than a tick (a slow disk): catch up from now, not in a burst.
+            next_tick = now + TICK;
+        }
+    }
+}
