@@ -378,6 +378,7 @@ impl Controller {
                 _ = tick.tick() => {
                     self.route_waiting().await;
                     self.release_claims();
+                    self.reap_finalizers();
                     self.publish_snapshot();
                     self.tick_rings();
                     self.agent_gauges();
@@ -424,6 +425,17 @@ impl Controller {
         }
         tracing::info!(call = %call_id, pause, "recording paused/resumed");
         Ok(paused_spans(recorder))
+    }
+
+    /// Forgets the finalizers that are done: a `JoinSet` keeps a finished task until it
+    /// is joined, so without this every ended call would stay in memory (about 1.4 KiB
+    /// each, found by the soak).
+    fn reap_finalizers(&mut self) {
+        while let Some(done) = self.finalizers.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a call's finalizer failed");
+            }
+        }
     }
 
     /// Fires `timer` after `after` (on call control's own loop).
