@@ -16,14 +16,13 @@
 
 mod daemon_common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use daemon_common::{
-    assert_all_ok, free_port, reports, timing_shared, AgentSpec, Checks, Daemon, DaemonSpec,
-    PgDatabase, PortBlock, QueueSpec, Sipp, SCENARIO_DIR,
+    assert_all_ok, free_port, registered_phone, reports, timing_shared, AgentSpec, Checks, Daemon,
+    DaemonSpec, PgDatabase, PortBlock, QueueSpec, Sipp,
 };
 use serde_json::{json, Value};
 
@@ -88,33 +87,13 @@ fn an_agent_registered_on_one_node_is_rung_by_the_other() {
     // The phone registers on node A only, then takes (out of call) the INVITE sent to
     // its Contact, whoever sends it.
     let agent_port = free_port();
-    let flag_dir = tempfile::TempDir::new().expect("temp dir for the registered flag");
-    let flag = flag_dir.path().join("registered");
-    let ooc = Path::new(SCENARIO_DIR).join("daemon_uas_answer.xml");
     let ports = PortBlock::new();
-    let mut phone = Sipp::client(
+    let phone = registered_phone(
         "agent 1001 (registers on node A, then takes the call)",
-        "daemon_register_agent.xml",
         node_a.sip_addr(),
         &ports,
-    )
-    .local_port(agent_port)
-    .pause_ms(300)
-    .key("registered_flag", &flag.display().to_string())
-    .arg("-oocsf")
-    .arg(&ooc.display().to_string())
-    .spawn();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !flag.exists() {
-        if !phone.running() || Instant::now() >= deadline {
-            let outcome = phone.wait_at_most(Duration::from_secs(1));
-            panic!(
-                "the phone did not register on node A within 10 s\n{}",
-                outcome.report
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+        agent_port,
+    );
     wait_agent(
         &node_b,
         "1001",

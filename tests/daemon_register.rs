@@ -6,14 +6,12 @@
 
 mod daemon_common;
 
-use std::path::Path;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use daemon_common::{
-    assert_all_ok, attempts, free_port, reports, timing_shared, AgentSpec, Checks, Daemon,
-    DaemonSpec, PortBlock, QueueSpec, Sipp, SCENARIO_DIR,
+    assert_all_ok, attempts, free_port, registered_phone, reports, timing_shared, AgentSpec,
+    Checks, Daemon, DaemonSpec, PortBlock, QueueSpec, Sipp,
 };
 
 /// Agent 1001 registers with password "pw1001" (the scenarios carry it); no fixed contact.
@@ -64,33 +62,12 @@ fn a_registered_agent_is_rung_at_its_registered_contact() {
     // One SIPp process on port P: REGISTER with Contact sip:1001@127.0.0.1:P, then (out of
     // call) take the INVITE the daemon sends there: 180, 300 ms, 200, ACK, BYE.
     let agent_port = free_port();
-    let flag_dir = tempfile::TempDir::new().expect("temp dir for the registered flag");
-    let flag = flag_dir.path().join("registered");
-    let ooc = Path::new(SCENARIO_DIR).join("daemon_uas_answer.xml");
-    let mut agent = Sipp::client(
+    let agent = registered_phone(
         "agent 1001 (registers, then takes the call)",
-        "daemon_register_agent.xml",
         daemon.sip_addr(),
         &ports,
-    )
-    .local_port(agent_port)
-    .pause_ms(300)
-    .key("registered_flag", &flag.display().to_string())
-    .arg("-oocsf")
-    .arg(&ooc.display().to_string())
-    .spawn();
-
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !flag.exists() {
-        if !agent.running() || Instant::now() >= deadline {
-            let outcome = agent.wait_at_most(Duration::from_secs(1));
-            panic!(
-                "the agent did not complete its REGISTER (401, then 200) within 10 s\n{}",
-                outcome.report
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+        agent_port,
+    );
 
     let caller = Sipp::caller("daemon_uac.xml", daemon.sip_addr(), &ports)
         .pause_ms(1000)

@@ -68,7 +68,7 @@ pub use raw_sip::invite_request;
 #[allow(unused_imports)]
 pub use rtp_sink::RtpSink;
 #[allow(unused_imports)]
-pub use sipp::{assert_all_ok, reports, Sipp, SippOutcome, SippRun};
+pub use sipp::{assert_all_ok, registered_phone, reports, Sipp, SippOutcome, SippRun};
 #[allow(unused_imports)]
 pub use tls::{client_trusting, tls_stream, TestCerts, TlsSip};
 

@@ -453,3 +453,37 @@ pub fn reports(runs: &[&SippOutcome]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Agent 1001's phone (`daemon_register_agent.xml`, password "pw1001") on UDP port
+/// `agent_port`: it REGISTERs with `registrar`, then stays up 6 s and takes (out of call,
+/// `daemon_uas_answer.xml`: 180, 300 ms, 200) the INVITE sent to its Contact. Returns once
+/// the 200 to the REGISTER came; panics if it does not within 10 s.
+pub fn registered_phone(
+    label: &str,
+    registrar: SocketAddr,
+    ports: &PortBlock,
+    agent_port: u16,
+) -> SippRun {
+    let flag_dir = tempfile::TempDir::new().expect("temp dir for the registered flag");
+    let flag = flag_dir.path().join("registered");
+    let ooc = Path::new(SCENARIO_DIR).join("daemon_uas_answer.xml");
+    let mut phone = Sipp::client(label, "daemon_register_agent.xml", registrar, ports)
+        .local_port(agent_port)
+        .pause_ms(300)
+        .key("registered_flag", &flag.display().to_string())
+        .arg("-oocsf")
+        .arg(&ooc.display().to_string())
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flag.exists() {
+        if !phone.running() || Instant::now() >= deadline {
+            let outcome = phone.wait_at_most(Duration::from_secs(1));
+            panic!(
+                "{label}: no REGISTER completed (401, then 200) within 10 s\n{}",
+                outcome.report
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    phone
+}
