@@ -127,18 +127,16 @@ impl ClusterLink {
         });
     }
 
-    /// Writes (in the background) this node's wallboard picture, at most once per
-    /// [`SYNC_EVERY`].
-    pub fn publish_snapshot(&mut self, snapshot: impl FnOnce() -> Snapshot) {
-        let now = tokio::time::Instant::now();
-        if self
-            .published_at
-            .is_some_and(|at| now.duration_since(at) < SYNC_EVERY)
-        {
-            return;
-        }
-        self.published_at = Some(now);
-        let snapshot = snapshot();
+    /// Whether this node's wallboard picture is due to be written (once per
+    /// [`SYNC_EVERY`]).
+    pub fn snapshot_due(&self) -> bool {
+        self.published_at
+            .is_none_or(|at| at.elapsed() >= SYNC_EVERY)
+    }
+
+    /// Writes (in the background) this node's wallboard picture.
+    pub fn publish_snapshot(&mut self, snapshot: Snapshot) {
+        self.published_at = Some(tokio::time::Instant::now());
         let Ok(json) = serde_json::to_string(&snapshot) else {
             return;
         };

@@ -71,14 +71,15 @@ impl Controller {
         }
     }
 
-    /// Writes this node's wallboard picture for the others (at most once a second).
+    /// Writes this node's wallboard picture for the others (at most once a second; the
+    /// picture is only taken when due).
     pub(super) fn publish_snapshot(&mut self) {
-        if self.cluster.is_none() {
+        if !self.cluster.as_ref().is_some_and(|l| l.snapshot_due()) {
             return;
         }
         let snapshot = self.snapshot();
         if let Some(link) = self.cluster.as_mut() {
-            link.publish_snapshot(|| snapshot);
+            link.publish_snapshot(snapshot);
         }
     }
 
