@@ -149,6 +149,54 @@ async fn saving_again_replaces_the_call_and_its_attempts(store: Store, _db: &Tes
     );
 }
 
+/// `save_calls` writes many records in one go, across the statement chunks (more call
+/// rows than one statement takes, more attempt rows too), with the same rows as saving
+/// each in turn: a call that comes twice keeps its later record and only its attempts.
+async fn a_batch_writes_the_same_rows_as_one_save_each(store: Store, _db: &TestDb) {
+    let mut calls: Vec<CallRecord> = (0..70)
+        .map(|i| {
+            let mut call = answered_call(&format!("b-{i:03}"), "1001", "consult", T0 + i, 3_000);
+            // One attempt more each: over 100 attempt rows, more than one statement takes.
+            let mut second = call.attempts[0].clone();
+            second.agent = "1002".to_owned();
+            call.attempts.push(second);
+            call
+        })
+        .collect();
+    // b-005 already stored with 2 attempts; the batch brings it with 1.
+    store.save_call(&calls[5]).await.unwrap();
+    let mut later = calls[5].clone();
+    later.attempts.truncate(1);
+    later.outcome = CallOutcome::Abandoned;
+    calls.push(later.clone());
+    let refs: Vec<&CallRecord> = calls.iter().collect();
+    store.save_calls(&refs).await.unwrap();
+    for call in &calls[..70] {
+        let stored = store.get_call(&call.id).await.unwrap().unwrap();
+        if call.id == "b-005" {
+            assert_eq!(stored, later, "the later record of b-005 is the one kept");
+        } else {
+            assert_eq!(&stored, call);
+        }
+    }
+    let all = store
+        .list_calls(&CallFilter {
+            limit: Some(1000),
+            ..CallFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 70);
+    let per_call = calls[0].attempts.len();
+    assert!(per_call >= 2);
+    assert_eq!(
+        all.iter().map(|c| c.attempts.len()).sum::<usize>(),
+        69 * per_call + 1,
+        "no attempt rows left over from the earlier save of b-005"
+    );
+    store.save_calls(&[]).await.unwrap();
+}
+
 async fn filters_narrow_the_list_newest_first(store: Store, _db: &TestDb) {
     let hour = 3_600_000;
     let mut linked = answered_call("c1", "1001", "consult", T0, 4_000); // 1 ring, ok
@@ -385,6 +433,7 @@ async fn migrate_brings_a_new_database_up_to_date(_store: Store, db: &TestDb) {
 threering::store_test!(
     a_full_record_reads_back_as_written,
     saving_again_replaces_the_call_and_its_attempts,
+    a_batch_writes_the_same_rows_as_one_save_each,
     filters_narrow_the_list_newest_first,
     the_writer_drains_every_queued_record_on_close,
     flush_waits_for_what_was_queued,

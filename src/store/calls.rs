@@ -52,13 +52,16 @@ pub(super) const CALL_COLUMNS: &str = "id, sip_call_id, direction, caller, calle
      three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, survey_score, \
      recording_sha256, recording_ms, recording_bytes, interrupted, paused_spans, survey_offered";
 
-const UPSERT_CALL: &str = "INSERT INTO calls (id, sip_call_id, direction, caller, callee, \
+/// `INSERT INTO calls` up to the VALUES rows; [`UPSERT_CALL_TAIL`] follows them.
+const UPSERT_CALL_HEAD: &str = "INSERT INTO calls (id, sip_call_id, direction, caller, callee, \
      queue, agent, started_at, caller_ringing_at, answered_at, ended_at, caller_ring_ms, \
      rings, three_ring_ok, over_limit, outcome, hangup_side, talk_ms, recording_path, \
      survey_score, recording_sha256, recording_ms, recording_bytes, interrupted, \
-     paused_spans, survey_offered, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (id) DO UPDATE SET sip_call_id = excluded.sip_call_id, \
+     paused_spans, survey_offered, updated_at) VALUES ";
+const UPSERT_CALL_ROW: &str =
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const UPSERT_CALL_TAIL: &str =
+    " ON CONFLICT (id) DO UPDATE SET sip_call_id = excluded.sip_call_id, \
      direction = excluded.direction, caller = excluded.caller, callee = excluded.callee, \
      queue = excluded.queue, agent = excluded.agent, started_at = excluded.started_at, \
      caller_ringing_at = excluded.caller_ringing_at, answered_at = excluded.answered_at, \
@@ -72,19 +75,64 @@ const UPSERT_CALL: &str = "INSERT INTO calls (id, sip_call_id, direction, caller
      paused_spans = excluded.paused_spans, survey_offered = excluded.survey_offered, \
      updated_at = excluded.updated_at";
 
-const INSERT_ATTEMPT: &str = "INSERT INTO call_attempts (call_id, seq, agent, invited_at, \
-     ring_started_at, ended_at, ring_ms, outcome, sip_status) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_ATTEMPT_HEAD: &str = "INSERT INTO call_attempts (call_id, seq, agent, invited_at, \
+     ring_started_at, ended_at, ring_ms, outcome, sip_status) VALUES ";
+const INSERT_ATTEMPT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Rows per statement when records are written in a batch: 27 parameters a call row and
+/// 9 an attempt row keep every statement under 999 parameters, the lowest limit any
+/// SQLite build has.
+const CALL_ROWS_PER_STATEMENT: usize = 32;
+const ATTEMPT_ROWS_PER_STATEMENT: usize = 100;
+const IDS_PER_STATEMENT: usize = 500;
+
+/// `head` followed by `n` copies of `row`, comma-separated, then `tail`.
+fn rows_sql(head: &str, row: &str, n: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + n * (row.len() + 2) + tail.len());
+    sql.push_str(head);
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    sql
+}
 
 impl Store {
     /// Writes the record: inserts the call or replaces the stored one, with its attempts
     /// and ticket links, in one transaction. Saving the same record twice leaves the same
     /// rows, so call control may save a call at each step (answer, end).
     pub async fn save_call(&self, call: &CallRecord) -> Result<(), StoreError> {
+        self.save_calls(&[call]).await
+    }
+
+    /// Writes several records in one transaction, in order: the same rows as
+    /// [`Store::save_call`] of each in turn (a later record of the same call id replaces
+    /// an earlier one), with a few multi-row statements instead of several statements a
+    /// record. All or none are written.
+    pub async fn save_calls(&self, calls: &[&CallRecord]) -> Result<(), StoreError> {
+        // The last record of each call id is the one that stays.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(calls.len());
+        for (i, call) in calls.iter().enumerate() {
+            last.insert(call.id.as_str(), i);
+        }
+        let latest: Vec<&CallRecord> = calls
+            .iter()
+            .enumerate()
+            .filter(|(i, call)| last.get(call.id.as_str()) == Some(i))
+            .map(|(_, call)| *call)
+            .collect();
+        if latest.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        upsert_call_row(&mut tx, self.backend, call).await?;
-        replace_attempts(&mut tx, self.backend, call).await?;
-        replace_tickets(&mut tx, self.backend, call).await?;
+        upsert_call_rows(&mut tx, self.backend, &latest).await?;
+        replace_attempts(&mut tx, self.backend, &latest).await?;
+        for call in &latest {
+            replace_tickets(&mut tx, self.backend, call).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -207,67 +255,113 @@ impl Store {
     }
 }
 
-async fn upsert_call_row(
+async fn upsert_call_rows(
     conn: &mut AnyConnection,
     backend: Backend,
-    call: &CallRecord,
+    calls: &[&CallRecord],
 ) -> Result<(), StoreError> {
-    sqlx::query(&backend.sql(UPSERT_CALL))
-        .bind(&call.id)
-        .bind(&call.sip_call_id)
-        .bind(call.direction.as_str())
-        .bind(&call.caller)
-        .bind(&call.callee)
-        .bind(&call.queue)
-        .bind(&call.agent)
-        .bind(call.started_at)
-        .bind(call.caller_ringing_at)
-        .bind(call.answered_at)
-        .bind(call.ended_at)
-        .bind(call.caller_ring_ms)
-        .bind(call.rings)
-        .bind(to_opt_flag(call.three_ring_ok))
-        .bind(to_opt_flag(call.over_limit))
-        .bind(call.outcome.as_str())
-        .bind(call.hangup_side.map(HangupSide::as_str))
-        .bind(call.talk_ms)
-        .bind(&call.recording_path)
-        .bind(call.survey_score)
-        .bind(&call.recording.sha256)
-        .bind(call.recording.duration_ms)
-        .bind(call.recording.bytes)
-        .bind(to_flag(call.recording.interrupted))
-        .bind(serde_json::to_string(&call.recording.paused_spans).unwrap_or_else(|_| "[]".into()))
-        .bind(to_flag(call.survey_offered))
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(conn)
-        .await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    for chunk in calls.chunks(CALL_ROWS_PER_STATEMENT) {
+        let sql = backend
+            .sql(&rows_sql(
+                UPSERT_CALL_HEAD,
+                UPSERT_CALL_ROW,
+                chunk.len(),
+                UPSERT_CALL_TAIL,
+            ))
+            .into_owned();
+        let mut query = sqlx::query(&sql);
+        for call in chunk {
+            query = query
+                .bind(&call.id)
+                .bind(&call.sip_call_id)
+                .bind(call.direction.as_str())
+                .bind(&call.caller)
+                .bind(&call.callee)
+                .bind(&call.queue)
+                .bind(&call.agent)
+                .bind(call.started_at)
+                .bind(call.caller_ringing_at)
+                .bind(call.answered_at)
+                .bind(call.ended_at)
+                .bind(call.caller_ring_ms)
+                .bind(call.rings)
+                .bind(to_opt_flag(call.three_ring_ok))
+                .bind(to_opt_flag(call.over_limit))
+                .bind(call.outcome.as_str())
+                .bind(call.hangup_side.map(HangupSide::as_str))
+                .bind(call.talk_ms)
+                .bind(&call.recording_path)
+                .bind(call.survey_score)
+                .bind(&call.recording.sha256)
+                .bind(call.recording.duration_ms)
+                .bind(call.recording.bytes)
+                .bind(to_flag(call.recording.interrupted))
+                .bind(
+                    serde_json::to_string(&call.recording.paused_spans)
+                        .unwrap_or_else(|_| "[]".into()),
+                )
+                .bind(to_flag(call.survey_offered))
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
+/// Replaces the attempts of `calls` (distinct call ids) with theirs.
 async fn replace_attempts(
     conn: &mut AnyConnection,
     backend: Backend,
-    call: &CallRecord,
+    calls: &[&CallRecord],
 ) -> Result<(), StoreError> {
-    sqlx::query(&backend.sql("DELETE FROM call_attempts WHERE call_id = ?"))
-        .bind(&call.id)
-        .execute(&mut *conn)
-        .await?;
-    let insert = backend.sql(INSERT_ATTEMPT);
-    for (seq, attempt) in call.attempts.iter().enumerate() {
-        sqlx::query(&insert)
-            .bind(&call.id)
-            .bind(seq as i64)
-            .bind(&attempt.agent)
-            .bind(attempt.invited_at)
-            .bind(attempt.ring_started_at)
-            .bind(attempt.ended_at)
-            .bind(attempt.ring_ms)
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.sip_status.map(i64::from))
-            .execute(&mut *conn)
-            .await?;
+    for chunk in calls.chunks(IDS_PER_STATEMENT) {
+        let sql = backend
+            .sql(&rows_sql(
+                "DELETE FROM call_attempts WHERE call_id IN (",
+                "?",
+                chunk.len(),
+                ")",
+            ))
+            .into_owned();
+        let mut query = sqlx::query(&sql);
+        for call in chunk {
+            query = query.bind(&call.id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let rows: Vec<(&CallRecord, usize, &AgentAttempt)> = calls
+        .iter()
+        .flat_map(|call| {
+            call.attempts
+                .iter()
+                .enumerate()
+                .map(move |(seq, attempt)| (*call, seq, attempt))
+        })
+        .collect();
+    for chunk in rows.chunks(ATTEMPT_ROWS_PER_STATEMENT) {
+        let sql = backend
+            .sql(&rows_sql(
+                INSERT_ATTEMPT_HEAD,
+                INSERT_ATTEMPT_ROW,
+                chunk.len(),
+                "",
+            ))
+            .into_owned();
+        let mut query = sqlx::query(&sql);
+        for (call, seq, attempt) in chunk {
+            query = query
+                .bind(&call.id)
+                .bind(*seq as i64)
+                .bind(&attempt.agent)
+                .bind(attempt.invited_at)
+                .bind(attempt.ring_started_at)
+                .bind(attempt.ended_at)
+                .bind(attempt.ring_ms)
+                .bind(attempt.outcome.as_str())
+                .bind(attempt.sip_status.map(i64::from));
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! while the database is slow or unreachable, so the channel does not fill up.
 //!
 //! ```text
-//!  call tasks ──save()──▶ [ channel ] ──▶ writer task ──save_call()──▶ database
+//!  call tasks ──save()──▶ [ channel ] ──▶ writer task ──save_calls()──▶ database
 //!                                            │   ▲
 //!                        memory full / down  ▼   │ read back in order
 //!                                         [ spool: calls.jsonl, fsynced ]
@@ -21,10 +21,13 @@
 //! logged (info) when a write or probe succeeds again.
 //!
 //! A write is an upsert by call id in one transaction, so retrying one whose commit
-//! may or may not have happened (the connection broke) never writes a call twice. A
-//! record the database refuses for a permanent reason (a constraint, a value it cannot
-//! store) is logged with its full JSON and kept in the spool's `dead-letters.jsonl`; it
-//! never holds up the records behind it and is never silently dropped.
+//! may or may not have happened (the connection broke) never writes a call twice. The
+//! records that queued while a write ran are written together, up to [`MAX_BATCH`] in
+//! one transaction. A record the database refuses for a permanent reason (a constraint,
+//! a value it cannot store) is logged with its full JSON and kept in the spool's
+//! `dead-letters.jsonl`; it never holds up the records behind it and is never silently
+//! dropped: a batch refused as a whole is written again one record at a time, so only
+//! the record at fault is set aside.
 //!
 //! At shutdown the task writes what is queued; if the database is down then, what is
 //! queued goes to the spool (ahead of what is already there) and the next start
@@ -54,6 +57,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// Most records read back from the spool at once.
 const READ_BACK: usize = 256;
+/// Most records written in one transaction. Records that queued up while the previous
+/// write ran go together: one transaction and a few multi-row statements instead of
+/// several statements and a commit a record.
+const MAX_BATCH: usize = 64;
+/// How long a record may wait for others to join its batch (unless the batch is full, a
+/// flush waits or the writer is stopping): a group commit. Records come at each answer
+/// and end of a call, so under load one transaction takes many, and an idle system
+/// writes a record this much later.
+const LINGER: Duration = Duration::from_millis(20);
 /// At shutdown, how long the task keeps retrying an unreachable database before it puts
 /// what is queued in the spool and ends.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(3);
@@ -191,6 +203,8 @@ impl StoreWriter {
 /// A record waiting to be written.
 struct Queued {
     item: Item,
+    /// When it was taken in (`None`: read back from the spool, not to be held back).
+    at: Option<Instant>,
     /// For a record read back from the spool: the journal offset to commit once it is
     /// written.
     spool_end: Option<u64>,
@@ -204,8 +218,8 @@ enum Item {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
-    /// Writing the record at the head of the queue.
-    Write,
+    /// Writing this many records from the head of the queue, in one transaction.
+    Write(usize),
     /// Checking that an idle database answers.
     Probe,
 }
@@ -228,6 +242,12 @@ struct Writer {
     delay: Duration,
     retry_at: Instant,
     next_probe: Instant,
+    /// After a batch the database refused for good: how many records from the head are
+    /// written one at a time, to find the one it refuses and write the others.
+    singly: usize,
+    /// Set by [`Writer::next_job`] when it holds the head record back to gather a batch:
+    /// when to look again.
+    gather_until: Option<Instant>,
 }
 
 impl Writer {
@@ -249,6 +269,8 @@ impl Writer {
             delay: FIRST_RETRY_DELAY,
             retry_at: now,
             next_probe: now + PROBE_EVERY,
+            singly: 0,
+            gather_until: None,
         }
     }
 
@@ -262,7 +284,8 @@ impl Writer {
         loop {
             if inflight.is_none() {
                 self.read_back().await;
-                inflight = self.next_job();
+                let hurry = !receiving || closing || !self.waiters.is_empty();
+                inflight = self.next_job(hurry);
                 if inflight.is_none() && !receiving {
                     let since = *stopping_since.get_or_insert_with(Instant::now);
                     if self.is_empty() {
@@ -275,7 +298,9 @@ impl Writer {
                 }
             }
             let wake = match &inflight {
-                None if !self.backlog.is_empty() => Some(self.retry_at),
+                None if !self.backlog.is_empty() => {
+                    Some(self.gather_until.unwrap_or(self.retry_at))
+                }
                 None => Some(self.next_probe),
                 Some(_) => None,
             };
@@ -350,6 +375,7 @@ impl Writer {
         if let Some(call) = call {
             self.backlog.push_back(Queued {
                 item: Item::Record(call),
+                at: Some(Instant::now()),
                 spool_end: None,
             });
         }
@@ -381,6 +407,7 @@ impl Writer {
                             Ok(record) => Item::Record(record),
                             Err(text) => Item::Unreadable(text),
                         },
+                        at: None,
                         spool_end: Some(line.end),
                     });
                 }
@@ -390,24 +417,49 @@ impl Writer {
         }
     }
 
-    /// The job to run now, if any: the head of the queue (unless waiting out a retry
-    /// delay), or a probe of an idle database when one is due.
-    fn next_job(&mut self) -> Option<(Job, BoxFuture<'static, Result<(), StoreError>>)> {
+    /// The job to run now, if any: the records at the head of the queue (unless waiting
+    /// out a retry delay, or giving a batch [`LINGER`] to gather), or a probe of an idle
+    /// database when one is due.
+    /// `hurry`: write what is there now, without waiting for a batch to gather.
+    fn next_job(
+        &mut self,
+        hurry: bool,
+    ) -> Option<(Job, BoxFuture<'static, Result<(), StoreError>>)> {
         let now = Instant::now();
+        self.gather_until = None;
         match self.backlog.front() {
             Some(Queued {
-                item: Item::Record(call),
+                item: Item::Record(_),
+                at,
                 ..
             }) => {
                 if self.down_since.is_some() && now < self.retry_at {
                     return None;
                 }
+                let gathered = at.map(|at| at + LINGER).filter(|until| {
+                    !hurry && self.singly == 0 && self.backlog.len() < MAX_BATCH && now < *until
+                });
+                if let Some(until) = gathered {
+                    self.gather_until = Some(until);
+                    return None;
+                }
+                let limit = if self.singly > 0 { 1 } else { MAX_BATCH };
+                // The records at the head, up to the first line that is not one.
+                let calls: Vec<CallRecord> = self
+                    .backlog
+                    .iter()
+                    .take(limit)
+                    .map_while(|queued| match &queued.item {
+                        Item::Record(call) => Some(CallRecord::clone(call)),
+                        Item::Unreadable(_) => None,
+                    })
+                    .collect();
                 let store = self.store.clone();
-                let call = call.clone();
                 Some((
-                    Job::Write,
+                    Job::Write(calls.len()),
                     Box::pin(async move {
-                        tokio::time::timeout(WRITE_TIMEOUT, store.save_call(&call))
+                        let calls: Vec<&CallRecord> = calls.iter().collect();
+                        tokio::time::timeout(WRITE_TIMEOUT, store.save_calls(&calls))
                             .await
                             .unwrap_or(Err(StoreError::TimedOut(WRITE_TIMEOUT)))
                     }),
@@ -417,7 +469,7 @@ impl Writer {
             Some(Queued {
                 item: Item::Unreadable(_),
                 ..
-            }) => Some((Job::Write, Box::pin(async { Ok(()) }))),
+            }) => Some((Job::Write(1), Box::pin(async { Ok(()) }))),
             None if now >= self.next_probe => {
                 let store = self.store.clone();
                 Some((
@@ -440,7 +492,11 @@ impl Writer {
                 // The database answered: it is up, it just will not take this.
                 self.recovered();
                 match job {
-                    Job::Write => {
+                    // A batch was refused as a whole (and rolled back): write its
+                    // records one at a time to set aside only the one at fault.
+                    Job::Write(n) if n > 1 => self.singly = n,
+                    Job::Write(_) => {
+                        self.singly = self.singly.saturating_sub(1);
                         if let Some(queued) = self.backlog.pop_front() {
                             self.set_aside(queued.item, &e.to_string()).await;
                             self.complete(queued.spool_end).await;
@@ -455,8 +511,12 @@ impl Writer {
             Ok(()) => {
                 self.recovered();
                 match job {
-                    Job::Write => {
-                        if let Some(queued) = self.backlog.pop_front() {
+                    Job::Write(n) => {
+                        self.singly = self.singly.saturating_sub(n);
+                        for _ in 0..n {
+                            let Some(queued) = self.backlog.pop_front() else {
+                                break;
+                            };
                             match &queued.item {
                                 Item::Record(call) => {
                                     if let Some(tickets) = &self.tickets {

@@ -242,7 +242,60 @@ async fn a_refused_record_becomes_a_dead_letter(store: Store, _db: &TestDb) {
     task.await.unwrap();
 }
 
+/// Records that queued during an outage are written in batches when it ends; a batch
+/// the database refuses because of one record is written again record by record, so
+/// exactly that record becomes a dead letter and every other one, before and after it in
+/// the batch, is written (the later save of a call saved twice is the one kept).
+async fn a_refused_record_in_a_batch_sets_aside_only_itself(store: Store, db: &TestDb) {
+    let trigger = match store.backend() {
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse_batch BEFORE INSERT ON calls WHEN NEW.caller = 'refuse-me' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse_batch() RETURNS trigger AS $$ BEGIN \
+             IF NEW.caller = 'refuse-me' THEN RAISE EXCEPTION 'refused by the test' \
+             USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_batch BEFORE INSERT ON calls FOR EACH ROW \
+             EXECUTE FUNCTION refuse_batch()"
+        }
+    };
+    sqlx::raw_sql(trigger).execute(store.pool()).await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let (mut outage, writer_store) = Outage::prepare(db).await;
+    let health = StoreHealth::new();
+    let (writer, task) =
+        StoreWriter::start(writer_store.clone(), options(spool.path(), 100, &health))
+            .await
+            .unwrap();
+    outage.begin().await;
+    for i in 0..20 {
+        let caller = if i == 11 { "refuse-me" } else { "13800138000" };
+        writer.save(call(&format!("batch-{i:02}"), caller)).await;
+    }
+    // Saved again later in the same batch: this one is kept.
+    writer.save(call("batch-03", "13900139000")).await;
+    wait_for("down", Duration::from_secs(20), || !health.is_up()).await;
+    outage.end().await;
+    tokio::time::timeout(Duration::from_secs(30), writer.flush())
+        .await
+        .expect("the queue drains once the database is back");
+    assert_eq!(count_calls(&store, "batch-").await, 19);
+    assert!(store.get_call("batch-11").await.unwrap().is_none());
+    let again = store.get_call("batch-03").await.unwrap().unwrap();
+    assert_eq!(again.caller, "13900139000", "the later save wins");
+    let dead = lines(&spool.path().join("dead-letters.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let letter: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(letter["record"]["id"], "batch-11");
+    assert!(health.is_up());
+    assert_eq!(health.queued(), 0);
+    writer.close().await;
+    task.await.unwrap();
+}
+
 crate::store_test!(
+    a_refused_record_in_a_batch_sets_aside_only_itself,
     records_survive_an_outage_and_a_restart_in_the_spool,
     the_queue_drains_when_the_database_is_back,
     a_refused_record_becomes_a_dead_letter,
