@@ -63,6 +63,21 @@ impl Agent {
         self.fixed_contact || self.registered
     }
 
+    /// Free to be rung now (wrap-up that has run out counts as available).
+    pub fn is_available(&self, now: Instant) -> bool {
+        self.reachable()
+            && match self.state {
+                AgentState::Available => true,
+                AgentState::WrapUp(until) | AgentState::Backoff(until) => until <= now,
+                _ => false,
+            }
+    }
+
+    /// Free to be rung now for a call of `queue`: available and logged in to it.
+    pub fn is_available_for(&self, queue: &str, now: Instant) -> bool {
+        self.is_available(now) && self.queues.iter().any(|m| m.queue == queue && m.logged_in)
+    }
+
     /// The state as the API and the metrics name it: available, ringing, on_call,
     /// wrap_up, paused, backoff (a wrap-up or back-off that has run out is available).
     pub fn state_name(&self, now: Instant) -> &'static str {
@@ -154,7 +169,9 @@ pub struct AgentView {
 
 #[derive(Debug, Default)]
 pub struct AgentBoard {
-    agents: HashMap<String, Agent>,
+    /// Looked up for every agent of a queue on every routing decision: a fast hasher
+    /// (the keys are the configured agent ids).
+    agents: HashMap<String, Agent, foldhash::fast::RandomState>,
 }
 
 impl AgentBoard {
@@ -223,19 +240,14 @@ impl AgentBoard {
 
     /// Free to be rung now for a call of `queue`: available and logged in to it.
     pub fn is_available_for(&self, id: &str, queue: &str, now: Instant) -> bool {
-        self.is_available(id, now) && self.is_logged_in(id, queue)
+        self.agents
+            .get(id)
+            .is_some_and(|a| a.is_available_for(queue, now))
     }
 
     /// Free to be rung now (wrap-up that has run out counts as available).
     pub fn is_available(&self, id: &str, now: Instant) -> bool {
-        self.agents.get(id).is_some_and(|a| {
-            a.reachable()
-                && match a.state {
-                    AgentState::Available => true,
-                    AgentState::WrapUp(until) | AgentState::Backoff(until) => until <= now,
-                    _ => false,
-                }
-        })
+        self.agents.get(id).is_some_and(|a| a.is_available(now))
     }
 
     fn set(&mut self, id: &str, state: AgentState) {

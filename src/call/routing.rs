@@ -21,47 +21,63 @@ pub fn pick_agents(
     cursor: &mut usize,
     now: Instant,
 ) -> Vec<String> {
-    let available: Vec<&String> = queue_agents
-        .iter()
-        .filter(|a| board.is_available_for(a, queue, now))
-        .collect();
-    if available.is_empty() {
-        return Vec::new();
-    }
-    let untried: Vec<&String> = available
-        .iter()
-        .copied()
-        .filter(|a| !tried.contains(*a))
-        .collect();
-    let pool = if untried.is_empty() {
-        available
-    } else {
-        untried
+    // Each agent of the queue is looked up once (this runs for every call, over every
+    // agent of the queue). `free(i)`: the agent at position i if it can be rung now,
+    // with whether it was tried already for this call.
+    let free = |i: usize| {
+        let id = &queue_agents[i];
+        board
+            .get(id)
+            .filter(|a| a.is_available_for(queue, now))
+            .map(|a| (a, !tried.is_empty() && tried.contains(id)))
     };
     match strategy {
-        Strategy::RingAll => pool.into_iter().cloned().collect(),
-        Strategy::LongestIdle => pool
-            .into_iter()
-            .min_by_key(|a| board.get(a).map(|x| x.idle_since))
-            .cloned()
+        Strategy::RingAll => {
+            let available: Vec<(&String, bool)> = (0..queue_agents.len())
+                .filter_map(|i| free(i).map(|(_, t)| (&queue_agents[i], t)))
+                .collect();
+            let any_untried = available.iter().any(|(_, t)| !t);
+            available
+                .into_iter()
+                .filter(|(_, t)| !any_untried || !t)
+                .map(|(id, _)| id.clone())
+                .collect()
+        }
+        // Untried agents sort first, so the pick is among them while there are any.
+        Strategy::LongestIdle => (0..queue_agents.len())
+            .filter_map(|i| free(i).map(|(a, t)| ((t, a.idle_since), i)))
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, i)| queue_agents[i].clone())
             .into_iter()
             .collect(),
-        Strategy::FewestCalls => pool
-            .into_iter()
-            .min_by_key(|a| board.get(a).map(|x| (x.calls_answered, x.idle_since)))
-            .cloned()
+        Strategy::FewestCalls => (0..queue_agents.len())
+            .filter_map(|i| free(i).map(|(a, t)| ((t, a.calls_answered, a.idle_since), i)))
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, i)| queue_agents[i].clone())
             .into_iter()
             .collect(),
         Strategy::RoundRobin => {
             let n = queue_agents.len();
+            // The first untried agent from the cursor on; failing that the first tried one.
+            let mut first_tried = None;
             for step in 0..n {
-                let candidate = &queue_agents[(*cursor + step) % n];
-                if pool.contains(&candidate) {
-                    *cursor = (*cursor + step + 1) % n;
-                    return vec![candidate.clone()];
+                let i = (*cursor + step) % n;
+                match free(i) {
+                    Some((_, false)) => {
+                        *cursor = (i + 1) % n;
+                        return vec![queue_agents[i].clone()];
+                    }
+                    Some((_, true)) if first_tried.is_none() => first_tried = Some(i),
+                    _ => {}
                 }
             }
-            Vec::new()
+            match first_tried {
+                Some(i) => {
+                    *cursor = (i + 1) % n;
+                    vec![queue_agents[i].clone()]
+                }
+                None => Vec::new(),
+            }
         }
     }
 }

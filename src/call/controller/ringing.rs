@@ -47,7 +47,10 @@ impl Controller {
                 .end_call(key, CallOutcome::NoAgent, HangupSide::System)
                 .await;
         }
-        let Some(queue) = self.config.queue(&call.queue).cloned() else {
+        // The config is shared, not the queue copied: a queue lists every agent, and this
+        // runs for every call.
+        let config = Arc::clone(&self.config);
+        let Some(queue) = config.queue(&call.queue) else {
             return;
         };
         let cursor = self.cursors.entry(queue.name.clone()).or_default();
@@ -521,7 +524,8 @@ impl Controller {
                 let ringing = call.close_open_attempts();
                 self.cancel_attempts(ringing).await;
                 let call = self.calls.get_mut(&key).expect("present");
-                match overflow.and_then(|o| self.config.queue(&o).cloned()) {
+                let config = Arc::clone(&self.config);
+                match overflow.and_then(|o| config.queue(&o)) {
                     Some(next) => {
                         tracing::info!(call = %call.record.id, from = %call.queue, to = %next.name, "overflow");
                         call.queue = next.name.clone();
