@@ -206,7 +206,7 @@ impl Controller {
         let record_call = self.config.queue(&queue).is_none_or(|q| q.record);
         self.calls.insert(
             key,
-            Call {
+            Box::new(Call {
                 key,
                 record: record.clone(),
                 phase: Phase::Routing,
@@ -242,7 +242,7 @@ impl Controller {
                     failed_status: None,
                 }),
                 rings_told: 0,
-            },
+            }),
         );
         if let Some(call) = self.calls.get(&key) {
             cti::offered(&self.events, call);

@@ -337,7 +337,7 @@ impl Controller {
                     let ringing = self
                         .calls
                         .get_mut(&key)
-                        .map(Call::close_open_attempts)
+                        .map(|call| call.close_open_attempts())
                         .unwrap_or_default();
                     self.cancel_attempts(ringing).await;
                     self.end_call(key, CallOutcome::Rejected, HangupSide::System)

@@ -169,7 +169,8 @@ pub struct Controller {
     auth: Authenticator,
     board: AgentBoard,
     cursors: HashMap<String, usize>,
-    calls: HashMap<u64, Call>,
+    /// Boxed, so that growing the map moves pointers rather than whole calls.
+    calls: HashMap<u64, Box<Call>>,
     by_caller_tx: HashMap<ServerTx, u64>,
     by_call_id: HashMap<String, u64>,
     clients: HashMap<ClientTx, Purpose>,
@@ -668,7 +669,7 @@ impl Controller {
         let max_wait = self.config.queue(&queue).map_or(120_000, |q| q.max_wait_ms);
         self.calls.insert(
             key,
-            Call {
+            Box::new(Call {
                 key,
                 record,
                 phase: Phase::Routing,
@@ -693,7 +694,7 @@ impl Controller {
                 survey: None,
                 callback: None,
                 rings_told: 0,
-            },
+            }),
         );
         if let Some(call) = self.calls.get(&key) {
             cti::offered(&self.events, call);

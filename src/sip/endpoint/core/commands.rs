@@ -180,7 +180,7 @@ impl Core {
             cancel_pending: false,
             timers: TimerSet::new(),
         };
-        self.clients.insert(id, entry);
+        self.clients.insert(id, Box::new(entry));
         self.apply_client(id, actions);
     }
 

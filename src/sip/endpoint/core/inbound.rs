@@ -203,7 +203,7 @@ impl Core {
         }
         self.servers.insert(
             id,
-            ServerEntry {
+            Box::new(ServerEntry {
                 machine,
                 key,
                 merge_key,
@@ -215,7 +215,7 @@ impl Core {
                 final_sent: false,
                 pending_from: None,
                 timers: TimerSet::new(),
-            },
+            }),
         );
         self.apply_server(id, actions);
         id

@@ -94,11 +94,14 @@ pub(crate) struct Core {
     transports: Arc<Transports>,
     events: mpsc::Sender<Event>,
     commands: mpsc::Sender<Command>,
-    servers: HashMap<u64, ServerEntry>,
+    /// Entries boxed: a growing map then moves pointers, not whole transactions (with
+    /// tens of thousands live at a high call rate, moving them stalled the task for tens
+    /// of milliseconds).
+    servers: HashMap<u64, Box<ServerEntry>>,
     server_keys: HashMap<String, u64>,
     merge_keys: HashMap<String, u64>,
     next_server: u64,
-    clients: HashMap<u64, ClientEntry>,
+    clients: HashMap<u64, Box<ClientEntry>>,
     client_keys: HashMap<String, u64>,
     pending_2xx: HashMap<String, Pending2xx>,
     heap: BinaryHeap<Reverse<(Instant, TimerOwner, TimerId)>>,
@@ -192,13 +195,26 @@ impl Core {
         mut commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
     ) {
+        // One sleep for the earliest timer, reset only when the earliest changes (a new
+        // sleep on every turn of the loop costs a timer-wheel entry per message).
+        let due = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(due);
+        let mut armed: Option<Instant> = None;
         loop {
             let next = self.heap.peek().map(|Reverse((at, _, _))| *at);
+            if let Some(at) = next.filter(|at| armed != Some(*at)) {
+                due.as_mut().reset(at);
+            }
+            armed = next;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 Some(msg) = inbound.recv() => self.on_received(msg),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
-                _ = sleep_until_opt(next) => self.on_timers(),
+                () = &mut due, if armed.is_some() => {
+                    self.on_timers();
+                    // Fired: re-armed on the next turn even if the earliest is unchanged.
+                    armed = None;
+                }
             }
         }
     }
@@ -462,13 +478,6 @@ fn emit(events: &mpsc::Sender<Event>, event: Event) {
         tokio::spawn(async move {
             let _ = events.send(event).await;
         });
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
