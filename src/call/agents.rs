@@ -169,9 +169,54 @@ pub struct AgentView {
 
 #[derive(Debug, Default)]
 pub struct AgentBoard {
-    /// Looked up for every agent of a queue on every routing decision: a fast hasher
-    /// (the keys are the configured agent ids).
-    agents: HashMap<String, Agent, foldhash::fast::RandomState>,
+    agents: Agents,
+    /// Each queue's members (positions in `agents`), in the order they joined: the
+    /// order of the queue's `agents` list in the config. Routing walks these rather than
+    /// looking every agent of the queue up by id for every call.
+    members: HashMap<String, Vec<usize>>,
+}
+
+/// The agents in a list, found by id through an index (a fast hasher: the keys are the
+/// configured agent ids).
+#[derive(Debug, Default)]
+struct Agents {
+    list: Vec<Agent>,
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
+}
+
+impl Agents {
+    fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    fn get(&self, id: &str) -> Option<&Agent> {
+        self.position(id).map(|i| &self.list[i])
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Agent> {
+        self.position(id).map(|i| &mut self.list[i])
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Agent> {
+        self.list.iter()
+    }
+}
+
+impl FromIterator<(String, Agent)> for Agents {
+    fn from_iter<I: IntoIterator<Item = (String, Agent)>>(iter: I) -> Self {
+        let mut agents = Agents::default();
+        for (id, agent) in iter {
+            match agents.index.get(&id) {
+                // The same id twice: the later one stands, as in a map.
+                Some(&i) => agents.list[i] = agent,
+                None => {
+                    agents.index.insert(id, agents.list.len());
+                    agents.list.push(agent);
+                }
+            }
+        }
+        agents
+    }
 }
 
 impl AgentBoard {
@@ -194,7 +239,17 @@ impl AgentBoard {
                     (id, agent)
                 })
                 .collect(),
+            members: HashMap::new(),
         }
+    }
+
+    /// The members of `queue`, in the order they joined it.
+    pub fn members<'a>(&'a self, queue: &str) -> impl Iterator<Item = &'a Agent> + 'a {
+        self.members
+            .get(queue)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.agents.list[i])
     }
 
     pub fn get(&self, id: &str) -> Option<&Agent> {
@@ -204,13 +259,16 @@ impl AgentBoard {
     /// Makes `id` a member of `queue`, logged in (the start of the day: every agent is
     /// logged in to every queue it is configured in). Unknown agents are ignored.
     pub fn join_queue(&mut self, id: &str, queue: &str) {
-        if let Some(a) = self.agents.get_mut(id) {
-            if !a.queues.iter().any(|m| m.queue == queue) {
-                a.queues.push(QueueMembership {
-                    queue: queue.to_owned(),
-                    logged_in: true,
-                });
-            }
+        let Some(i) = self.agents.position(id) else {
+            return;
+        };
+        let a = &mut self.agents.list[i];
+        if !a.queues.iter().any(|m| m.queue == queue) {
+            a.queues.push(QueueMembership {
+                queue: queue.to_owned(),
+                logged_in: true,
+            });
+            self.members.entry(queue.to_owned()).or_default().push(i);
         }
     }
 

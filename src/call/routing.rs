@@ -24,12 +24,13 @@ pub fn pick_agents(
     // Each agent of the queue is looked up once (this runs for every call, over every
     // agent of the queue). `free(i)`: the agent at position i if it can be rung now,
     // with whether it was tried already for this call.
+    let is_tried = |id: &String| !tried.is_empty() && tried.contains(id);
     let free = |i: usize| {
         let id = &queue_agents[i];
         board
             .get(id)
             .filter(|a| a.is_available_for(queue, now))
-            .map(|a| (a, !tried.is_empty() && tried.contains(id)))
+            .map(|a| (a, is_tried(id)))
     };
     match strategy {
         Strategy::RingAll => {
@@ -43,17 +44,21 @@ pub fn pick_agents(
                 .map(|(id, _)| id.clone())
                 .collect()
         }
-        // Untried agents sort first, so the pick is among them while there are any.
-        Strategy::LongestIdle => (0..queue_agents.len())
-            .filter_map(|i| free(i).map(|(a, t)| ((t, a.idle_since), i)))
-            .min_by_key(|(key, _)| *key)
-            .map(|(_, i)| queue_agents[i].clone())
+        // The queue's members straight off the board (in the queue's order, so ties go
+        // to the earlier agent as listed), with no lookup by id. Untried agents sort
+        // first, so the pick is among them while there are any.
+        Strategy::LongestIdle => board
+            .members(queue)
+            .filter(|a| a.is_available_for(queue, now))
+            .min_by_key(|a| (is_tried(&a.id), a.idle_since))
+            .map(|a| a.id.clone())
             .into_iter()
             .collect(),
-        Strategy::FewestCalls => (0..queue_agents.len())
-            .filter_map(|i| free(i).map(|(a, t)| ((t, a.calls_answered, a.idle_since), i)))
-            .min_by_key(|(key, _)| *key)
-            .map(|(_, i)| queue_agents[i].clone())
+        Strategy::FewestCalls => board
+            .members(queue)
+            .filter(|a| a.is_available_for(queue, now))
+            .min_by_key(|a| (is_tried(&a.id), a.calls_answered, a.idle_since))
+            .map(|a| a.id.clone())
             .into_iter()
             .collect(),
         Strategy::RoundRobin => {
