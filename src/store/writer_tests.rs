@@ -196,23 +196,29 @@ async fn the_queue_drains_when_the_database_is_back(store: Store, db: &TestDb) {
     task.await.unwrap();
 }
 
-/// A record the database refuses for good is set aside as a dead letter, whole; the
-/// records around it are written.
-async fn a_refused_record_becomes_a_dead_letter(store: Store, _db: &TestDb) {
+/// Makes the database refuse, for good, any call whose caller is `caller` (a trigger that
+/// raises an error: a permanent refusal, not an outage).
+async fn refuse_caller(store: &Store, caller: &str) {
     let trigger = match store.backend() {
-        Backend::Sqlite => {
-            "CREATE TRIGGER refuse_calls BEFORE INSERT ON calls WHEN NEW.caller = 'refuse-me' \
+        Backend::Sqlite => format!(
+            "CREATE TRIGGER refuse_calls BEFORE INSERT ON calls WHEN NEW.caller = '{caller}' \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-        }
-        Backend::Postgres => {
+        ),
+        Backend::Postgres => format!(
             "CREATE FUNCTION refuse_calls() RETURNS trigger AS $$ BEGIN \
-             IF NEW.caller = 'refuse-me' THEN RAISE EXCEPTION 'refused by the test' \
+             IF NEW.caller = '{caller}' THEN RAISE EXCEPTION 'refused by the test' \
              USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
              CREATE TRIGGER refuse_calls BEFORE INSERT ON calls FOR EACH ROW \
              EXECUTE FUNCTION refuse_calls()"
-        }
+        ),
     };
-    sqlx::raw_sql(trigger).execute(store.pool()).await.unwrap();
+    sqlx::raw_sql(&trigger).execute(store.pool()).await.unwrap();
+}
+
+/// A record the database refuses for good is set aside as a dead letter, whole; the
+/// records around it are written.
+async fn a_refused_record_becomes_a_dead_letter(store: Store, _db: &TestDb) {
+    refuse_caller(&store, "refuse-me").await;
     let spool = tempfile::tempdir().unwrap();
     let health = StoreHealth::new();
     let (writer, task) = StoreWriter::start(store.clone(), options(spool.path(), 10, &health))
@@ -247,20 +253,7 @@ async fn a_refused_record_becomes_a_dead_letter(store: Store, _db: &TestDb) {
 /// exactly that record becomes a dead letter and every other one, before and after it in
 /// the batch, is written (the later save of a call saved twice is the one kept).
 async fn a_refused_record_in_a_batch_sets_aside_only_itself(store: Store, db: &TestDb) {
-    let trigger = match store.backend() {
-        Backend::Sqlite => {
-            "CREATE TRIGGER refuse_batch BEFORE INSERT ON calls WHEN NEW.caller = 'refuse-me' \
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-        }
-        Backend::Postgres => {
-            "CREATE FUNCTION refuse_batch() RETURNS trigger AS $$ BEGIN \
-             IF NEW.caller = 'refuse-me' THEN RAISE EXCEPTION 'refused by the test' \
-             USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER refuse_batch BEFORE INSERT ON calls FOR EACH ROW \
-             EXECUTE FUNCTION refuse_batch()"
-        }
-    };
-    sqlx::raw_sql(trigger).execute(store.pool()).await.unwrap();
+    refuse_caller(&store, "refuse-me").await;
     let spool = tempfile::tempdir().unwrap();
     let (mut outage, writer_store) = Outage::prepare(db).await;
     let health = StoreHealth::new();
