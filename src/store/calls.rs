@@ -316,19 +316,15 @@ async fn replace_attempts(
     calls: &[&CallRecord],
 ) -> Result<(), StoreError> {
     for chunk in calls.chunks(IDS_PER_STATEMENT) {
-        let sql = backend
-            .sql(&rows_sql(
-                "DELETE FROM call_attempts WHERE call_id IN (",
-                "?",
-                chunk.len(),
-                ")",
-            ))
-            .into_owned();
-        let mut query = sqlx::query(&sql);
-        for call in chunk {
-            query = query.bind(&call.id);
-        }
-        query.execute(&mut *conn).await?;
+        let mut delete = SqlBuilder::new("DELETE FROM call_attempts WHERE call_id IN (");
+        delete
+            .bind_list(chunk.iter().map(|call| call.id.as_str()))
+            .push(")");
+        let sql = delete.text(backend);
+        delete
+            .bind_to(sqlx::query(&sql))
+            .execute(&mut *conn)
+            .await?;
     }
     let rows: Vec<(&CallRecord, usize, &AgentAttempt)> = calls
         .iter()
