@@ -73,9 +73,14 @@ impl Agent {
             }
     }
 
+    /// A member of `queue` and logged in to it.
+    pub fn is_logged_in(&self, queue: &str) -> bool {
+        self.queues.iter().any(|m| m.queue == queue && m.logged_in)
+    }
+
     /// Free to be rung now for a call of `queue`: available and logged in to it.
     pub fn is_available_for(&self, queue: &str, now: Instant) -> bool {
-        self.is_available(now) && self.queues.iter().any(|m| m.queue == queue && m.logged_in)
+        self.is_available(now) && self.is_logged_in(queue)
     }
 
     /// The state as the API and the metrics name it: available, ringing, on_call,
@@ -243,12 +248,16 @@ impl AgentBoard {
         }
     }
 
-    /// The members of `queue`, in the order they joined it.
-    pub fn members<'a>(&'a self, queue: &str) -> impl Iterator<Item = &'a Agent> + 'a {
+    /// The members of `queue`, in the order they joined it (the config's order: the
+    /// config refuses unknown and repeated agents in a queue).
+    pub fn members<'a>(
+        &'a self,
+        queue: &str,
+    ) -> impl ExactSizeIterator<Item = &'a Agent> + Clone + 'a {
         self.members
             .get(queue)
-            .into_iter()
-            .flatten()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
             .map(|&i| &self.agents.list[i])
     }
 
@@ -274,9 +283,7 @@ impl AgentBoard {
 
     /// Whether `id` is a member of `queue` and logged in to it.
     pub fn is_logged_in(&self, id: &str, queue: &str) -> bool {
-        self.agents
-            .get(id)
-            .is_some_and(|a| a.queues.iter().any(|m| m.queue == queue && m.logged_in))
+        self.agents.get(id).is_some_and(|a| a.is_logged_in(queue))
     }
 
     /// Logs `id` in to or out of `queue` (the agent must be configured in it).

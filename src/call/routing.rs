@@ -1,7 +1,7 @@
 //! Routing strategies: which agents of a queue to ring next for a call. Pure functions
 //! over the agents' board.
 
-use super::agents::AgentBoard;
+use super::agents::{Agent, AgentBoard};
 use crate::config::Strategy;
 use std::collections::HashSet;
 use tokio::time::Instant;
@@ -10,76 +10,68 @@ use tokio::time::Instant;
 /// every available agent has been tried, tried ones are rung again (the caller keeps
 /// waiting until max_wait_ms, so nobody is skipped for good).
 ///
-/// Only agents logged in to `queue` are picked. `cursor` is the queue's round-robin
-/// position, advanced on a pick.
+/// Only agents logged in to `queue` are picked. The queue's members come straight off
+/// the board, in the queue's order (so ties go to the earlier agent as listed), with no
+/// lookup by id: this runs for every call, over every agent of the queue. `cursor` is
+/// the queue's round-robin position, advanced on a pick.
 pub fn pick_agents(
     strategy: Strategy,
     queue: &str,
-    queue_agents: &[String],
     board: &AgentBoard,
     tried: &HashSet<String>,
     cursor: &mut usize,
     now: Instant,
 ) -> Vec<String> {
-    // Each agent of the queue is looked up once (this runs for every call, over every
-    // agent of the queue). `free(i)`: the agent at position i if it can be rung now,
-    // with whether it was tried already for this call.
-    let is_tried = |id: &String| !tried.is_empty() && tried.contains(id);
-    let free = |i: usize| {
-        let id = &queue_agents[i];
-        board
-            .get(id)
-            .filter(|a| a.is_available_for(queue, now))
-            .map(|a| (a, is_tried(id)))
-    };
+    let is_tried = |a: &Agent| !tried.is_empty() && tried.contains(&a.id);
+    let free = |a: &&Agent| a.is_available_for(queue, now);
+    let members = board.members(queue);
     match strategy {
         Strategy::RingAll => {
-            let available: Vec<(&String, bool)> = (0..queue_agents.len())
-                .filter_map(|i| free(i).map(|(_, t)| (&queue_agents[i], t)))
-                .collect();
-            let any_untried = available.iter().any(|(_, t)| !t);
+            let available: Vec<&Agent> = members.filter(free).collect();
+            let any_untried = available.iter().any(|a| !is_tried(a));
             available
                 .into_iter()
-                .filter(|(_, t)| !any_untried || !t)
-                .map(|(id, _)| id.clone())
+                .filter(|a| !any_untried || !is_tried(a))
+                .map(|a| a.id.clone())
                 .collect()
         }
-        // The queue's members straight off the board (in the queue's order, so ties go
-        // to the earlier agent as listed), with no lookup by id. Untried agents sort
-        // first, so the pick is among them while there are any.
-        Strategy::LongestIdle => board
-            .members(queue)
-            .filter(|a| a.is_available_for(queue, now))
-            .min_by_key(|a| (is_tried(&a.id), a.idle_since))
-            .map(|a| a.id.clone())
-            .into_iter()
-            .collect(),
-        Strategy::FewestCalls => board
-            .members(queue)
-            .filter(|a| a.is_available_for(queue, now))
-            .min_by_key(|a| (is_tried(&a.id), a.calls_answered, a.idle_since))
-            .map(|a| a.id.clone())
-            .into_iter()
-            .collect(),
+        // Untried agents sort first, so the pick is among them while there are any.
+        Strategy::LongestIdle => members
+            .filter(free)
+            .min_by_key(|a| (is_tried(a), a.idle_since))
+            .map(|a| vec![a.id.clone()])
+            .unwrap_or_default(),
+        Strategy::FewestCalls => members
+            .filter(free)
+            .min_by_key(|a| (is_tried(a), a.calls_answered, a.idle_since))
+            .map(|a| vec![a.id.clone()])
+            .unwrap_or_default(),
         Strategy::RoundRobin => {
-            let n = queue_agents.len();
-            // The first untried agent from the cursor on; failing that the first tried one.
-            let mut first_tried = None;
-            for step in 0..n {
-                let i = (*cursor + step) % n;
-                match free(i) {
-                    Some((_, false)) => {
-                        *cursor = (i + 1) % n;
-                        return vec![queue_agents[i].clone()];
-                    }
-                    Some((_, true)) if first_tried.is_none() => first_tried = Some(i),
-                    _ => {}
-                }
+            let n = members.len();
+            if n == 0 {
+                return Vec::new();
             }
-            match first_tried {
-                Some(i) => {
+            // The first untried agent from the cursor on; failing that the first tried one.
+            let start = *cursor % n;
+            let mut in_turn = members
+                .clone()
+                .enumerate()
+                .skip(start)
+                .chain(members.enumerate().take(start))
+                .filter(|(_, a)| free(a));
+            let mut first_tried = None;
+            let untried = in_turn.find(|&(i, a)| {
+                if is_tried(a) {
+                    first_tried.get_or_insert((i, a));
+                    false
+                } else {
+                    true
+                }
+            });
+            match untried.or(first_tried) {
+                Some((i, a)) => {
                     *cursor = (i + 1) % n;
-                    vec![queue_agents[i].clone()]
+                    vec![a.id.clone()]
                 }
                 None => Vec::new(),
             }
@@ -108,36 +100,19 @@ mod tests {
     async fn longest_idle_and_fewest_calls() {
         let now = Instant::now();
         let mut b = board(now);
-        let agents = ids(&["a", "b", "c"]);
         b.answered("a");
         tokio::time::advance(Duration::from_secs(1)).await;
         let later = Instant::now();
         b.call_ended("a", later, Duration::ZERO);
         let mut cursor = 0;
         let tried = HashSet::new();
-        let picked = pick_agents(
-            Strategy::LongestIdle,
-            "q",
-            &agents,
-            &b,
-            &tried,
-            &mut cursor,
-            later,
-        );
+        let picked = pick_agents(Strategy::LongestIdle, "q", &b, &tried, &mut cursor, later);
         assert_eq!(
             picked,
             ids(&["b"]),
             "b and c idle since start; a since its call"
         );
-        let picked = pick_agents(
-            Strategy::FewestCalls,
-            "q",
-            &agents,
-            &b,
-            &tried,
-            &mut cursor,
-            later,
-        );
+        let picked = pick_agents(Strategy::FewestCalls, "q", &b, &tried, &mut cursor, later);
         assert_ne!(picked, ids(&["a"]));
     }
 
@@ -149,52 +124,20 @@ mod tests {
         let mut cursor = 0;
         let mut tried = HashSet::new();
         assert_eq!(
-            pick_agents(
-                Strategy::RingAll,
-                "q",
-                &agents,
-                &b,
-                &tried,
-                &mut cursor,
-                now
-            ),
+            pick_agents(Strategy::RingAll, "q", &b, &tried, &mut cursor, now),
             agents
         );
         assert_eq!(
-            pick_agents(
-                Strategy::RoundRobin,
-                "q",
-                &agents,
-                &b,
-                &tried,
-                &mut cursor,
-                now
-            ),
+            pick_agents(Strategy::RoundRobin, "q", &b, &tried, &mut cursor, now),
             ids(&["a"])
         );
         assert_eq!(
-            pick_agents(
-                Strategy::RoundRobin,
-                "q",
-                &agents,
-                &b,
-                &tried,
-                &mut cursor,
-                now
-            ),
+            pick_agents(Strategy::RoundRobin, "q", &b, &tried, &mut cursor, now),
             ids(&["b"])
         );
         tried.insert("c".to_string());
         assert_eq!(
-            pick_agents(
-                Strategy::RoundRobin,
-                "q",
-                &agents,
-                &b,
-                &tried,
-                &mut cursor,
-                now
-            ),
+            pick_agents(Strategy::RoundRobin, "q", &b, &tried, &mut cursor, now),
             ids(&["a"])
         );
         // Wrap-up keeps an agent out until it ends.
@@ -205,7 +148,6 @@ mod tests {
             pick_agents(
                 Strategy::RingAll,
                 "q",
-                &agents,
                 &b,
                 &HashSet::new(),
                 &mut cursor,
@@ -217,7 +159,6 @@ mod tests {
         let picked = pick_agents(
             Strategy::RingAll,
             "q",
-            &agents,
             &b,
             &HashSet::new(),
             &mut cursor,
@@ -265,21 +206,13 @@ mod tests {
         b.set_logged_in("a", "q", false).unwrap();
         b.set_paused("b", Some("lunch".into())).unwrap();
         let pick = |b: &AgentBoard, cursor: &mut usize| {
-            pick_agents(Strategy::RingAll, "q", &agents, b, &none, cursor, now)
+            pick_agents(Strategy::RingAll, "q", b, &none, cursor, now)
         };
         assert_eq!(pick(&b, &mut cursor), ids(&["c"]));
         // Logged out of "q" only: "a" is still rung for another queue it is in.
         b.join_queue("a", "other");
         assert_eq!(
-            pick_agents(
-                Strategy::RingAll,
-                "other",
-                &agents,
-                &b,
-                &none,
-                &mut cursor,
-                now
-            ),
+            pick_agents(Strategy::RingAll, "other", &b, &none, &mut cursor, now),
             ids(&["a"])
         );
         b.set_logged_in("a", "q", true).unwrap();
@@ -293,7 +226,7 @@ mod tests {
             b.set_logged_in("a", "q", false).unwrap();
             b.set_logged_in("b", "q", false).unwrap();
             assert_eq!(
-                pick_agents(strategy, "q", &agents, &b, &none, &mut cursor, now),
+                pick_agents(strategy, "q", &b, &none, &mut cursor, now),
                 ids(&["c"]),
                 "{strategy:?}"
             );

@@ -57,7 +57,6 @@ impl Controller {
         let picks = pick_agents(
             queue.strategy,
             &queue.name,
-            &queue.agents,
             &self.board,
             &call.tried,
             cursor,
