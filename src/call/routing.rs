@@ -11,9 +11,10 @@ use tokio::time::Instant;
 /// waiting until max_wait_ms, so nobody is skipped for good).
 ///
 /// Only agents logged in to `queue` are picked. The queue's members come straight off
-/// the board, in the queue's order (so ties go to the earlier agent as listed), with no
-/// lookup by id: this runs for every call, over every agent of the queue. `cursor` is
-/// the queue's round-robin position, advanced on a pick.
+/// the board (so ties go to the earlier agent as listed), with no lookup by id: this
+/// runs for every call. Longest-idle and fewest-calls walk the board's ordered free
+/// members and stop at the first pick; ring-all and round-robin walk the members in the
+/// queue's order. `cursor` is the queue's round-robin position, advanced on a pick.
 pub fn pick_agents(
     strategy: Strategy,
     queue: &str,
@@ -35,17 +36,10 @@ pub fn pick_agents(
                 .map(|a| a.id.clone())
                 .collect()
         }
-        // Untried agents sort first, so the pick is among them while there are any.
-        Strategy::LongestIdle => members
-            .filter(free)
-            .min_by_key(|a| (is_tried(a), a.idle_since))
-            .map(|a| vec![a.id.clone()])
-            .unwrap_or_default(),
-        Strategy::FewestCalls => members
-            .filter(free)
-            .min_by_key(|a| (is_tried(a), a.calls_answered, a.idle_since))
-            .map(|a| vec![a.id.clone()])
-            .unwrap_or_default(),
+        // The board keeps the free members in each order: the pick is the first one
+        // untried, else the first one.
+        Strategy::LongestIdle => first_untried(board.by_idle(queue).filter(free), is_tried),
+        Strategy::FewestCalls => first_untried(board.by_calls(queue).filter(free), is_tried),
         Strategy::RoundRobin => {
             let n = members.len();
             if n == 0 {
@@ -77,6 +71,21 @@ pub fn pick_agents(
             }
         }
     }
+}
+
+/// The first agent not tried yet for this call; failing that, the first one.
+fn first_untried<'a>(
+    candidates: impl Iterator<Item = &'a Agent>,
+    is_tried: impl Fn(&Agent) -> bool,
+) -> Vec<String> {
+    let mut first_tried = None;
+    for a in candidates {
+        if !is_tried(a) {
+            return vec![a.id.clone()];
+        }
+        first_tried.get_or_insert(a);
+    }
+    first_tried.map(|a| vec![a.id.clone()]).unwrap_or_default()
 }
 
 #[cfg(test)]
