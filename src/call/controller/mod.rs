@@ -168,6 +168,10 @@ pub struct Controller {
     /// brute-force lockout shared with the admin API.
     auth: Authenticator,
     board: AgentBoard,
+    /// The agents' fixed contacts (`[[agents]] contact`), parsed once: the request URI
+    /// and where to send it. An agent whose contact names a host rather than an address
+    /// has none (as before: it must register).
+    fixed_contacts: HashMap<String, (Uri, Target)>,
     cursors: HashMap<String, usize>,
     /// Boxed, so that growing the map moves pointers rather than whole calls.
     calls: HashMap<u64, Box<Call>>,
@@ -258,6 +262,15 @@ impl Controller {
                 board.join_queue(agent, &queue.name);
             }
         }
+        let fixed_contacts = config
+            .agents
+            .iter()
+            .filter_map(|a| {
+                let uri = Uri::parse(a.contact.as_deref()?).ok()?;
+                let target = target_for_uri(&uri)?;
+                Some((a.id.clone(), (uri.to_request_uri(), target)))
+            })
+            .collect();
         let (timers_tx, timers_rx) = mpsc::channel(4096);
         Controller {
             registrar: Registrar::new(config.sip.max_register_expires),
@@ -273,6 +286,7 @@ impl Controller {
             config,
             endpoint,
             board,
+            fixed_contacts,
             cursors: HashMap::new(),
             calls: HashMap::new(),
             by_caller_tx: HashMap::new(),

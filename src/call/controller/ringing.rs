@@ -86,10 +86,7 @@ impl Controller {
         if let Some(shared) = self.shared_target(agent) {
             return Some(shared);
         }
-        let contact = self.config.agent(agent)?.contact.as_deref()?;
-        let uri = Uri::parse(contact).ok()?;
-        let target = target_for_uri(&uri)?;
-        Some((uri.to_request_uri(), target))
+        self.fixed_contacts.get(agent).cloned()
     }
 
     pub(super) async fn ring_agent(&mut self, key: u64, agent: &str, ring_timeout_ms: u64) {
