@@ -160,6 +160,69 @@ async fn past_max_transactions_new_requests_get_a_stateless_503_but_cancel_and_i
     cancel.cancel();
 }
 
+/// Answered transactions linger 32 s to absorb retransmissions; they are not work in
+/// progress, so `max_transactions` does not count them (at a steady call rate they
+/// outnumber the open ones tenfold, and counting them refused calls at a quarter of the
+/// rate the daemon could take). All of them together are held to 8 times the limit.
+#[tokio::test]
+async fn answered_transactions_lingering_for_retransmissions_do_not_use_up_the_limit() {
+    let (ep, mut events, cancel) = endpoint(OverloadConfig {
+        max_transactions: 4,
+        ..OverloadConfig::default()
+    })
+    .await;
+    // The application answers OPTIONS 200 and leaves INVITEs ringing.
+    let app = ep.clone();
+    let (invites_tx, mut invites) = mpsc::unbounded_channel();
+    let answering = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Request { tx, request, .. } = event {
+                if request.method == Method::Invite {
+                    let _ = invites_tx.send(request.call_id().unwrap_or("").to_owned());
+                } else {
+                    let _ = app
+                        .respond(tx, response_to(&request, 200, None, None))
+                        .await;
+                }
+            }
+        }
+    });
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // 31 answered OPTIONS, at most 4 open at a time: each then lingers (Timer J), so
+    // together they are far past max_transactions.
+    for batch in (0..31).collect::<Vec<_>>().chunks(4) {
+        for i in batch {
+            let text = request(
+                &socket,
+                "OPTIONS",
+                &format!("z9hG4bKdone{i}"),
+                &format!("done-{i}"),
+                None,
+            );
+            send(&socket, &ep, &text).await;
+        }
+        let answered = statuses(&responses(&socket, Duration::from_millis(150)).await);
+        assert_eq!(answered, vec![(200, "OPTIONS".to_owned()); batch.len()]);
+    }
+    // A new call is still taken: one open transaction of 4, 32 held of 8 x 4.
+    let call = request(&socket, "INVITE", "z9hG4bKcall", "call", None);
+    send(&socket, &ep, &call).await;
+    let got = statuses(&responses(&socket, Duration::from_millis(300)).await);
+    assert_eq!(got, [(100, "INVITE".to_owned())]);
+    assert_eq!(invites.recv().await.as_deref(), Some("call"));
+    // Now 32 are held: the next new request is refused for the overall bound.
+    let over = request(&socket, "INVITE", "z9hG4bKover", "over", None);
+    send(&socket, &ep, &over).await;
+    let got = statuses(&responses(&socket, Duration::from_millis(300)).await);
+    assert_eq!(got, [(503, "INVITE".to_owned())]);
+    assert!(
+        invites.try_recv().is_err(),
+        "the refused INVITE never reached the application"
+    );
+    answering.abort();
+    cancel.cancel();
+}
+
 #[tokio::test]
 async fn a_source_past_its_rate_gets_503s_then_silence_while_another_source_is_served() {
     let (ep, mut events, cancel) = endpoint(OverloadConfig {

@@ -122,7 +122,9 @@ pub struct SipConfig {
     /// private CA, a trunk's self-signed CA).
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
-    /// Most SIP transactions at once; past it new requests get a stateless 503.
+    /// Most SIP transactions in progress (no final response yet) at once; past it new
+    /// requests get a stateless 503. All held, answered ones lingering for
+    /// retransmissions included, are kept under 8 times it.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
     /// Requests per second from one source address (burst twice that); past it 503,

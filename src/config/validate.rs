@@ -12,7 +12,8 @@ use crate::sip::Uri;
 const MAX_AUTH_SECS: u64 = 7 * 24 * 3600;
 
 /// The largest `[sip] max_transactions` accepted: each transaction keeps its request
-/// (up to 64 KiB), so this bounds that memory to a few GiB at worst.
+/// (typically 1–2 KiB, at most 64 KiB), and up to 8 times this many are held with the
+/// answered ones lingering for retransmissions.
 const MAX_TRANSACTIONS: usize = 100_000;
 
 impl Config {

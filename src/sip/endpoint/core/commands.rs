@@ -89,6 +89,7 @@ impl Core {
         entry.last_response = Some(bytes.clone());
         if response.status >= 200 {
             entry.final_sent = true;
+            self.open_servers -= 1;
             if let Some(ip) = entry.pending_from.take() {
                 self.sources.invite_answered(ip);
             }
@@ -180,6 +181,7 @@ impl Core {
             cancel_pending: false,
             timers: TimerSet::new(),
         };
+        self.open_clients += 1;
         self.clients.insert(id, Box::new(entry));
         self.apply_client(id, actions);
     }

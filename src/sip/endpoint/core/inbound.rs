@@ -133,8 +133,10 @@ impl Core {
         let mut verdict = self
             .sources
             .admit(peer.remote.ip(), new_invite, Instant::now());
+        let cap = self.config.overload.transaction_cap(in_dialog);
         if verdict == Admission::Admit
-            && self.transaction_count() >= self.config.overload.transaction_cap(in_dialog)
+            && (self.open_transactions() >= cap
+                || self.transaction_count() >= cap.saturating_mul(LINGER_FACTOR))
         {
             verdict = Admission::Reject(Refusal::MaxTransactions);
         }
@@ -201,6 +203,7 @@ impl Core {
         if let Some(k) = &merge_key {
             self.merge_keys.insert(k.clone(), id);
         }
+        self.open_servers += 1;
         self.servers.insert(
             id,
             Box::new(ServerEntry {
@@ -300,8 +303,9 @@ impl Core {
         };
         if resp.status < 200 {
             entry.got_provisional = true;
-        } else {
+        } else if !entry.got_final {
             entry.got_final = true;
+            self.open_clients -= 1;
         }
         entry.last_response = Some(resp);
         let send_cancel = entry.cancel_pending && entry.got_provisional && !entry.got_final;

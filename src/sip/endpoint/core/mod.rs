@@ -105,6 +105,12 @@ pub(crate) struct Core {
     client_keys: HashMap<String, u64>,
     pending_2xx: HashMap<String, Pending2xx>,
     heap: BinaryHeap<Reverse<(Instant, TimerOwner, TimerId)>>,
+    /// Transactions still waiting for their final response (server: none sent yet;
+    /// client: none received yet): the ones `[sip] max_transactions` limits. A finished
+    /// one lingers up to 64·T1 (32 s) only to absorb retransmissions (RFC 3261 Timer
+    /// J/K, RFC 6026 Timers L/M) and counts toward the larger [`LINGER_FACTOR`] bound.
+    open_servers: usize,
+    open_clients: usize,
     /// Per-source rates and unanswered INVITEs (see `overload`).
     sources: SourceLimits,
 }
@@ -185,6 +191,8 @@ impl Core {
             client_keys: HashMap::new(),
             pending_2xx: HashMap::new(),
             heap: BinaryHeap::new(),
+            open_servers: 0,
+            open_clients: 0,
             sources,
         }
     }
@@ -219,6 +227,12 @@ impl Core {
         }
     }
 
+    /// Transactions in progress (no final response yet).
+    fn open_transactions(&self) -> usize {
+        self.open_servers + self.open_clients
+    }
+
+    /// Every transaction held, finished ones lingering for retransmissions included.
     fn transaction_count(&self) -> usize {
         self.servers.len() + self.clients.len()
     }
@@ -368,6 +382,9 @@ impl Core {
         self.schedule(TimerOwner::Server(id), now, &actions);
         if terminated {
             if let Some(entry) = self.servers.remove(&id) {
+                if !entry.final_sent {
+                    self.open_servers -= 1;
+                }
                 self.server_keys.remove(&entry.key);
                 if let Some(k) = entry.merge_key {
                     self.merge_keys.remove(&k);
@@ -433,6 +450,9 @@ impl Core {
         self.schedule(TimerOwner::Client(id), now, &actions);
         if let Some(reason) = terminated {
             if let Some(entry) = self.clients.remove(&id) {
+                if !entry.got_final {
+                    self.open_clients -= 1;
+                }
                 self.client_keys.remove(&entry.key);
                 if reason != TerminationReason::Completed && !entry.got_final && !is_cancel {
                     emit(&self.events, Event::ClientFailed { tx, reason });
@@ -480,6 +500,12 @@ fn emit(events: &mpsc::Sender<Event>, event: Event) {
         });
     }
 }
+
+/// Finished transactions linger 32 s for retransmissions (three or so per call: the
+/// caller's INVITE and BYE, the agent's INVITE), so at a steady call rate they far
+/// outnumber the ones in progress. `[sip] max_transactions` limits those in progress;
+/// all of them together are held to this many times it, which bounds their memory.
+pub(super) const LINGER_FACTOR: usize = 8;
 
 /// How long a client refused for overload is asked to wait (Retry-After, seconds).
 const RETRY_AFTER_SECS: &str = "5";
