@@ -250,6 +250,7 @@ def run_setup(args):
     calls = args.rate * args.step_s
     stat = os.path.join(workdir, "uac_stat.csv")
     cmd = ["sipp", args.target, "-sf", os.path.join(args.root, "bench/sipp/uac_call.xml"),
+           "-buff_size", os.environ.get("SIPP_BUFFER", "4194304"),
            "-s", "4008001234", "-i", "127.0.0.1", "-p", str(args.local_port),
            "-mp", str(args.media_port), "-r", str(args.rate), "-m", str(calls),
            "-d", str(args.talk_ms), "-nostdin", "-timeout", f"{args.step_s + 15}s",
@@ -307,6 +308,7 @@ def run_recorded(args):
     ramp_s = n / args.ramp_cps
     stat = os.path.join(workdir, "uac_stat.csv")
     cmd = ["sipp", args.target, "-sf", args.scenario, "-s", "4008001234",
+           "-buff_size", os.environ.get("SIPP_BUFFER", "4194304"),
            "-i", "127.0.0.1", "-p", str(args.local_port), "-mi", "127.0.0.1",
            "-mp", str(args.media_port), "-r", str(args.ramp_cps), "-m", str(n),
            "-l", str(n), "-d", str(hold * 1000), "-nostdin",
