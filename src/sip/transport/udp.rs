@@ -27,7 +27,7 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::Ud
 /// 500 ms (our INVITE retransmission), or the call where the agent's phone took that
 /// retransmission for an error (bench/run, SIPp as the agent). 2 MiB holds about 100 ms
 /// at that rate: enough for a scheduling hiccup, and well short of the 500 ms after
-/// which a backlog only ages into retransmissions (8 MiB let it grow to that and worse).
+/// which a backlog only ages into retransmissions.
 const RECEIVE_BUFFER: usize = 1 << 20;
 
 /// Asks for [`RECEIVE_BUFFER`]; says what the kernel gave (below 1 MiB is worth
