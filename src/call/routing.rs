@@ -38,8 +38,12 @@ pub fn pick_agents(
         }
         // The board keeps the free members in each order: the pick is the first one
         // untried, else the first one.
-        Strategy::LongestIdle => first_untried(board.by_idle(queue).filter(free), is_tried),
-        Strategy::FewestCalls => first_untried(board.by_calls(queue).filter(free), is_tried),
+        Strategy::LongestIdle => first_untried(board.by_idle(queue).filter(free), |a| is_tried(a))
+            .map(|a| vec![a.id.clone()])
+            .unwrap_or_default(),
+        Strategy::FewestCalls => first_untried(board.by_calls(queue).filter(free), |a| is_tried(a))
+            .map(|a| vec![a.id.clone()])
+            .unwrap_or_default(),
         Strategy::RoundRobin => {
             let n = members.len();
             if n == 0 {
@@ -47,22 +51,13 @@ pub fn pick_agents(
             }
             // The first untried agent from the cursor on; failing that the first tried one.
             let start = *cursor % n;
-            let mut in_turn = members
+            let in_turn = members
                 .clone()
                 .enumerate()
                 .skip(start)
                 .chain(members.enumerate().take(start))
                 .filter(|(_, a)| free(a));
-            let mut first_tried = None;
-            let untried = in_turn.find(|&(i, a)| {
-                if is_tried(a) {
-                    first_tried.get_or_insert((i, a));
-                    false
-                } else {
-                    true
-                }
-            });
-            match untried.or(first_tried) {
+            match first_untried(in_turn, |(_, a)| is_tried(a)) {
                 Some((i, a)) => {
                     *cursor = (i + 1) % n;
                     vec![a.id.clone()]
@@ -73,19 +68,19 @@ pub fn pick_agents(
     }
 }
 
-/// The first agent not tried yet for this call; failing that, the first one.
-fn first_untried<'a>(
-    candidates: impl Iterator<Item = &'a Agent>,
-    is_tried: impl Fn(&Agent) -> bool,
-) -> Vec<String> {
+/// The first candidate not tried yet for this call; failing that, the first one.
+fn first_untried<T>(
+    candidates: impl Iterator<Item = T>,
+    is_tried: impl Fn(&T) -> bool,
+) -> Option<T> {
     let mut first_tried = None;
-    for a in candidates {
-        if !is_tried(a) {
-            return vec![a.id.clone()];
+    for candidate in candidates {
+        if !is_tried(&candidate) {
+            return Some(candidate);
         }
-        first_tried.get_or_insert(a);
+        first_tried.get_or_insert(candidate);
     }
-    first_tried.map(|a| vec![a.id.clone()]).unwrap_or_default()
+    first_tried
 }
 
 #[cfg(test)]
