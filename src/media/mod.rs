@@ -9,6 +9,7 @@
 //!   symmetric latching, and a tap for the recorder;
 //! - [`sdp`]: a small SDP (RFC 4566) parser and rewriter, so that call control can learn
 //!   where each leg wants its audio and hand the other leg our anchored address instead;
+//! - [`tap`]: how the relay hands copies of each call's RTP to its recorder;
 //! - [`rtp`]: the minimal RTP/RTCP sanity checks the relay applies to every datagram;
 //! - [`dtmf`]: the caller's keys, from RFC 4733 telephone-events or SIP INFO bodies;
 //! - [`prompt`]: WAV prompts cut into G.711 frames, and the RTP numbering of a played stream.
@@ -22,6 +23,7 @@ pub mod prompt;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod tap;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -29,8 +31,9 @@ use std::path::PathBuf;
 pub use dtmf::{parse_dtmf_relay, DtmfReceiver};
 pub use ports::{BoundPort, PortPool};
 pub use prompt::{Prompt, PromptCodec, PromptPlayer};
-pub use relay::{DirectionStats, Leg, MediaSession, MediaStats, TappedPacket};
+pub use relay::{DirectionStats, Leg, MediaSession, MediaStats};
 pub use sdp::{Sdp, SdpError};
+pub use tap::{TapReceiver, TapSender, TappedPacket};
 
 /// Why media could not be set up for a call. Call control maps these to a SIP answer
 /// (typically 503: the call cannot be anchored, so it must not be accepted).

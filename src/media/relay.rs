@@ -59,7 +59,8 @@
 //! per call (reset, never re-created: key timeouts and prompt pacing), no allocation per
 //! packet (prompt packets are built on the stack); the only per-packet copy is into the
 //! recorder's tap, and only while a tap is set. All state is bounded: there are no queues
-//! here, and the tap is a bounded channel whose overflow is dropped and counted.
+//! here, and the tap ([`super::tap`]) holds a bounded number of packets; its overflow is
+//! dropped and counted.
 
 use std::fmt;
 use std::future::Future;
@@ -70,7 +71,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
@@ -81,6 +81,7 @@ use super::dtmf::DtmfReceiver;
 use super::ports::{BoundPort, PortPool};
 use super::prompt::{Frame, PromptPlayer};
 use super::rtp::{self, PacketKind};
+use super::tap::{Offer, TapSender};
 use super::MediaError;
 
 mod survey;
@@ -151,19 +152,6 @@ impl Channel {
             Channel::Rtcp => 1,
         }
     }
-}
-
-/// An RTP packet as it arrived from a leg, for the recorder. Only RTP that passed the
-/// source check is tapped (no RTCP, nothing from strangers), whether or not it could be
-/// relayed: the recording is of what each side said.
-#[derive(Debug, Clone)]
-pub struct TappedPacket {
-    pub leg: Leg,
-    /// When the relay read it: the recorder aligns the two legs by arrival time.
-    pub arrival: Instant,
-    /// The whole RTP packet, header included (the recorder needs the payload type,
-    /// sequence number and timestamp).
-    pub data: Bytes,
 }
 
 /// Counters for datagrams that arrived on one leg's port (RTP or RTCP) and were relayed
@@ -310,7 +298,7 @@ impl PromptCounters {
 struct Control {
     /// SDP addresses, indexed by [`Leg::index`].
     remotes: [Option<SocketAddr>; 2],
-    tap: Option<mpsc::Sender<TappedPacket>>,
+    tap: Option<TapSender>,
     /// The caller's telephone-event payload type and where its keys go.
     caller_dtmf: Option<(u8, mpsc::Sender<char>)>,
     /// Bumped by every [`MediaSession::set_caller_dtmf`]: the relay starts a fresh
@@ -445,9 +433,9 @@ impl MediaSession {
     }
 
     /// Starts (or, with `None`, stops) copying every accepted RTP packet of both legs to
-    /// the recorder. The channel's bound is the recorder's choice; when it is full, copies
+    /// the recorder. The tap's bound is the recorder's choice; when it is full, copies
     /// are dropped and counted, and the relay never waits for the recorder.
-    pub fn set_tap(&self, tap: Option<mpsc::Sender<TappedPacket>>) {
+    pub fn set_tap(&self, tap: Option<TapSender>) {
         self.shared.update(|control| control.tap = tap);
     }
 
@@ -632,7 +620,7 @@ struct Relay {
     /// Indexed by leg, then [`Channel::index`].
     targets: [[Target; 2]; 2],
     seen_generation: u64,
-    tap: Option<mpsc::Sender<TappedPacket>>,
+    tap: Option<TapSender>,
     /// One byte more than [`MAX_PACKET`], so that an oversized datagram (which the kernel
     /// truncates to the buffer) is recognised by filling it.
     buffer: Box<[u8]>,
@@ -898,7 +886,7 @@ fn socket_of(port: &BoundPort, channel: Channel) -> &UdpSocket {
 /// Offers a copy of the packet to the recorder without ever waiting for it. A recorder
 /// that went away is forgotten until call control sets a new tap.
 fn tap_packet(
-    tap: &mut Option<mpsc::Sender<TappedPacket>>,
+    tap: &mut Option<TapSender>,
     tap_dropped: &AtomicU64,
     leg: Leg,
     packet: &[u8],
@@ -907,20 +895,10 @@ fn tap_packet(
     let Some(sender) = tap else {
         return;
     };
-    if sender.capacity() == 0 {
-        // Full: skip the copy too.
-        bump(tap_dropped, 1);
-        return;
-    }
-    let tapped = TappedPacket {
-        leg,
-        arrival,
-        data: Bytes::copy_from_slice(packet),
-    };
-    match sender.try_send(tapped) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => bump(tap_dropped, 1),
-        Err(TrySendError::Closed(_)) => *tap = None,
+    match sender.offer(leg, arrival, packet) {
+        Offer::Taken => {}
+        Offer::Full => bump(tap_dropped, 1),
+        Offer::Closed => *tap = None,
     }
 }
 

@@ -70,7 +70,7 @@ struct RtpPacket {
 
 /// Parses the RTP fixed header (RFC 3550 §5.1), skipping CSRCs, the header extension and
 /// padding. `None` for anything that is not a well-formed RTP packet.
-fn parse_rtp(data: &Bytes, arrival: Instant) -> Option<(u16, RtpPacket)> {
+fn parse_rtp(data: &[u8], arrival: Instant) -> Option<(u16, RtpPacket)> {
     if rtp::classify(data) != PacketKind::Rtp {
         return None;
     }
@@ -96,7 +96,7 @@ fn parse_rtp(data: &Bytes, arrival: Instant) -> Option<(u16, RtpPacket)> {
             payload_type: rtp::payload_type(data)?,
             timestamp: word(4)?,
             ssrc: word(8)?,
-            payload: data.slice(header_len..end),
+            payload: Bytes::copy_from_slice(&data[header_len..end]),
         },
     ))
 }
@@ -207,7 +207,7 @@ impl Engine {
     }
 
     /// Takes in one tapped packet. Invalid packets are counted and ignored.
-    pub fn ingest(&mut self, leg: Leg, arrival: Instant, data: &Bytes) {
+    pub fn ingest(&mut self, leg: Leg, arrival: Instant, data: &[u8]) {
         let i = index(leg);
         let Some((seq, packet)) = parse_rtp(data, arrival) else {
             self.tracks[i].stats.invalid += 1;
@@ -241,22 +241,65 @@ impl Engine {
     }
 
     /// Writes frames up to (not including) `target`, silence where nothing was placed and
-    /// over the paused spans, hands them to the OS, and checkpoints (header and sync) if
-    /// one is due at `now`.
-    pub fn advance(&mut self, target: u64, now: Instant, paused: &[Span]) {
-        // The writer hands frames to the page cache every quarter second (and at each
-        // checkpoint): a killed process loses at most that beyond the writing lag.
+    /// over the paused spans, and prepares a checkpoint (frames handed to the OS, header
+    /// sizes rewritten) if one is due at `now`. Returns whether it did: the caller then
+    /// makes it durable, with [`sync`](Engine::sync) or, for several recordings at once,
+    /// [`sync_filesystem`](Engine::sync_filesystem).
+    pub fn advance(&mut self, target: u64, now: Instant, paused: &[Span]) -> bool {
         self.write_until(target, paused);
-        let due = self
-            .last_checkpoint
-            .is_none_or(|last| now.saturating_duration_since(last) >= self.checkpoint_every);
-        if due {
-            self.last_checkpoint = Some(now);
-            if let Some(writer) = self.writer.as_mut() {
-                if let Err(e) = writer.checkpoint() {
-                    self.fail(e);
-                }
+        self.checkpoint_due(now, false) && self.prepare_checkpoint(now)
+    }
+
+    /// Whether a checkpoint is due at `now` (the last one is `checkpoint_every` old, or
+    /// there was none yet), or, with `early`, half due.
+    pub fn checkpoint_due(&self, now: Instant, early: bool) -> bool {
+        let every = if early {
+            self.checkpoint_every / 2
+        } else {
+            self.checkpoint_every
+        };
+        self.writer.is_some()
+            && self
+                .last_checkpoint
+                .is_none_or(|last| now.saturating_duration_since(last) >= every)
+    }
+
+    /// Hands the written frames to the OS and rewrites the header's sizes; `false` if the
+    /// recording has failed (nothing to make durable).
+    pub fn prepare_checkpoint(&mut self, now: Instant) -> bool {
+        self.last_checkpoint = Some(now);
+        let Some(writer) = self.writer.as_mut() else {
+            return false;
+        };
+        match writer.prepare_checkpoint() {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                false
             }
+        }
+    }
+
+    /// Makes this recording's prepared checkpoint durable (`sync_data`).
+    pub fn sync(&mut self) {
+        if let Some(writer) = self.writer.as_mut() {
+            if let Err(e) = writer.sync() {
+                self.fail(e);
+            }
+        }
+    }
+
+    /// The file system of the file, if known; recordings on the same one can be made
+    /// durable with one [`sync_filesystem`](Engine::sync_filesystem).
+    pub fn device(&self) -> Option<u64> {
+        self.writer.as_ref().and_then(WavWriter::device)
+    }
+
+    /// `syncfs(2)` on the file's file system; see [`WavWriter::sync_filesystem`].
+    pub fn sync_filesystem(&self) -> std::io::Result<()> {
+        match self.writer.as_ref() {
+            Some(writer) => writer.sync_filesystem(),
+            None => Err(std::io::Error::other("the recording has failed")),
         }
     }
 

@@ -14,8 +14,8 @@
 //!   behind ([`wav`]).
 //! - **Off the runtime**: recordings are served by a few recorder OS threads (the private
 //!   `pool` module), so decoding, writing and `fsync` never stall the async tasks relaying
-//!   media and SIP. The relay hands packets over with `try_send` on a bounded channel and
-//!   never waits for the recorder.
+//!   media and SIP. The relay hands packets over through a bounded tap
+//!   ([`crate::media::tap`]) and never waits for the recorder.
 //! - **Pause/resume** for sensitive data (card numbers): the paused span is silence in both
 //!   channels and is listed in the summary.
 //!
@@ -33,13 +33,14 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::media::{Leg, TappedPacket};
+use crate::media::tap::{self, TapReceiver, TapSender};
+use crate::media::Leg;
 use engine::{samples_at, Engine, Span};
 pub use wav::{repair, repair_all, summarize, WavSummary, WavWriter};
 
-/// Packets the tap channel holds (about 2.5 s of both legs at 20 ms packets): room for the
+/// Packets the tap holds (about 2.5 s of both legs at 20 ms packets): room for the
 /// recorder thread to sit out a slow `fsync` without the relay dropping audio.
 pub const TAP_CAPACITY: usize = 256;
 
@@ -216,12 +217,10 @@ pub struct Recorder {
 impl Recorder {
     /// Starts recording now (t = 0 of the file is this instant). Served by one of the
     /// recorder threads (not the async runtime): returns the handle and the sender to feed
-    /// tapped packets (bounded: the relay uses `try_send` and counts drops). Creating the
-    /// file happens here, so a bad path is reported at once; syncing it happens on the
-    /// thread.
-    pub fn start(
-        config: RecorderConfig,
-    ) -> Result<(Recorder, mpsc::Sender<TappedPacket>), RecordingError> {
+    /// tapped packets (bounded: the relay offers each one and counts those refused).
+    /// Creating the file happens here, so a bad path is reported at once; syncing it
+    /// happens on the thread.
+    pub fn start(config: RecorderConfig) -> Result<(Recorder, TapSender), RecordingError> {
         let start = Instant::now();
         let writer = WavWriter::create(&config.path)?;
         let engine = Engine::new(
@@ -231,7 +230,7 @@ impl Recorder {
             config.reorder_hold,
             config.checkpoint_every,
         );
-        let (tap, taps) = mpsc::channel(TAP_CAPACITY);
+        let (tap, taps) = tap::channel(TAP_CAPACITY);
         let (control, controls) = std_mpsc::channel();
         let shared = Arc::new(Shared {
             start,
@@ -314,7 +313,7 @@ impl Recorder {
 /// One recording, as a recorder thread serves it.
 struct Worker {
     engine: Engine,
-    taps: mpsc::Receiver<TappedPacket>,
+    taps: TapReceiver,
     controls: std_mpsc::Receiver<Control>,
     /// Frames are written this far behind real time (the reorder hold plus
     /// [`LAG_AFTER_HOLD`]).
@@ -340,13 +339,14 @@ impl Worker {
     }
 
     /// Takes the packets tapped since the last tick and writes frames up to `now` less
-    /// the lag.
-    fn tick(&mut self, now: Instant) {
+    /// the lag. Returns whether a checkpoint was prepared that still needs a sync (the
+    /// thread syncs all of them together).
+    fn tick(&mut self, now: Instant) -> bool {
         self.take_packets();
         self.engine.release(now);
         let target = samples_at(self.shared.start, now).saturating_sub(self.lag_frames);
         let spans = self.shared.spans().clone();
-        self.engine.advance(target, now, &spans);
+        self.engine.advance(target, now, &spans)
     }
 
     /// Writes everything up to `at`, closes the file and answers the handle.
@@ -391,15 +391,10 @@ impl Worker {
     }
 
     fn take_packets(&mut self) {
-        for _ in 0..MAX_PACKETS_PER_TICK {
-            match self.taps.try_recv() {
-                Ok(tapped) => {
-                    self.engine
-                        .ingest(tapped.leg, tapped.arrival.into_std(), &tapped.data)
-                }
-                Err(_) => break,
-            }
-        }
+        let engine = &mut self.engine;
+        self.taps.drain(MAX_PACKETS_PER_TICK, |leg, arrival, data| {
+            engine.ingest(leg, arrival.into_std(), data)
+        });
     }
 }
 

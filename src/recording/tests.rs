@@ -15,12 +15,9 @@ const PACKET: usize = 160;
 const CALLER_HZ: f64 = 400.0;
 const AGENT_HZ: f64 = 1000.0;
 
-fn tapped(leg: Leg, data: bytes::Bytes) -> TappedPacket {
-    TappedPacket {
-        leg,
-        arrival: Instant::now(),
-        data,
-    }
+/// Taps a packet now, as the relay would; the tap must have room.
+fn put(tap: &TapSender, leg: Leg, data: bytes::Bytes) {
+    assert_eq!(tap.offer(leg, Instant::now(), &data), tap::Offer::Taken);
 }
 
 /// Caller packet `k`: A-law 400 Hz, sequence wrapping at 65535 early on.
@@ -82,36 +79,28 @@ async fn records_both_legs_aligned_with_wall_time() {
         if k == 33 || k == 83 {
             held_back = Some(caller_packet(k));
         } else if k != 20 && k != 80 {
-            tap.try_send(tapped(Leg::Caller, caller_packet(k)))
-                .expect("room");
+            put(&tap, Leg::Caller, caller_packet(k));
             if let Some(late) = held_back.take() {
-                tap.try_send(tapped(Leg::Caller, late)).expect("room");
+                put(&tap, Leg::Caller, late);
             }
         }
         if k == 45 {
-            tap.try_send(tapped(Leg::Caller, caller_packet(k)))
-                .expect("room");
+            put(&tap, Leg::Caller, caller_packet(k));
         }
         if k == 40 {
-            tap.try_send(tapped(Leg::Caller, caller_packet(12)))
-                .expect("room");
+            put(&tap, Leg::Caller, caller_packet(12));
         }
         // Agent: 30 lost, 76 and 77 swapped, 88 duplicated.
         match k {
             30 | 76 => {}
             77 => {
-                tap.try_send(tapped(Leg::Agent, agent_packet(77)))
-                    .expect("room");
-                tap.try_send(tapped(Leg::Agent, agent_packet(76)))
-                    .expect("room");
+                put(&tap, Leg::Agent, agent_packet(77));
+                put(&tap, Leg::Agent, agent_packet(76));
             }
-            _ => tap
-                .try_send(tapped(Leg::Agent, agent_packet(k)))
-                .expect("room"),
+            _ => put(&tap, Leg::Agent, agent_packet(k)),
         }
         if k == 88 {
-            tap.try_send(tapped(Leg::Agent, agent_packet(88)))
-                .expect("room");
+            put(&tap, Leg::Agent, agent_packet(88));
         }
     }
     ticker.tick().await;
@@ -218,8 +207,7 @@ async fn stop_while_paused_closes_the_span_and_a_dropped_handle_still_closes_the
         ..RecorderConfig::new(&path)
     };
     let (recorder, tap) = Recorder::start(config).expect("start");
-    tap.try_send(tapped(Leg::Caller, caller_packet(0)))
-        .expect("room");
+    put(&tap, Leg::Caller, caller_packet(0));
     tokio::time::sleep(Duration::from_millis(100)).await;
     recorder.pause();
     tokio::time::sleep(Duration::from_millis(100)).await;

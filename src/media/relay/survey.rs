@@ -135,7 +135,7 @@ fn send_prompt_packet(
     shared: &Shared,
     ports: &[BoundPort; 2],
     targets: &[[Target; 2]; 2],
-    tap: &mut Option<mpsc::Sender<TappedPacket>>,
+    tap: &mut Option<TapSender>,
     packet: &[u8],
 ) {
     let counters = &shared.prompt_counters;

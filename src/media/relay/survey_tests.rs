@@ -159,7 +159,7 @@ async fn after_detach_nothing_reaches_the_agent_and_the_caller_leg_goes_on() {
     let (caller, agent) = (phone().await, phone().await);
     session.set_caller_remote(Some(addr(&caller)));
     session.set_agent_remote(Some(addr(&agent)));
-    let (tap, mut recorder) = mpsc::channel(16);
+    let (tap, mut recorder) = crate::media::tap::channel(16);
     session.set_tap(Some(tap));
     let (sink, mut keys) = mpsc::channel(8);
     session.set_caller_dtmf(Some(96), Some(sink));
@@ -219,7 +219,7 @@ async fn a_prompt_is_paced_numbered_and_recorded_as_the_agent() {
     let (caller, agent) = (phone().await, phone().await);
     session.set_caller_remote(Some(addr(&caller)));
     session.set_agent_remote(Some(addr(&agent)));
-    let (tap, mut recorder) = mpsc::channel(128);
+    let (tap, mut recorder) = crate::media::tap::channel(128);
     session.set_tap(Some(tap));
     // The agent latches its leg before the prompt.
     send(&agent, &rtp_packet(8, 1, b"bridged"), session.agent_port()).await;
@@ -423,7 +423,7 @@ async fn a_dropped_prompt_stops_and_a_stopped_session_fails_it() {
 async fn a_prompt_without_a_caller_address_is_counted_not_sent() {
     let pool = pool(31270);
     let session = MediaSession::start(&pool, CancellationToken::new()).expect("start");
-    let (tap, mut recorder) = mpsc::channel(8);
+    let (tap, mut recorder) = crate::media::tap::channel(8);
     session.set_tap(Some(tap));
     session
         .play_to_caller(numbered_frames(3), 0)

@@ -380,7 +380,7 @@ async fn tap_gets_accepted_rtp_of_both_legs_and_never_blocks() {
     let (caller, agent) = (phone().await, phone().await);
     session.set_caller_remote(Some(addr(&caller)));
     session.set_agent_remote(Some(addr(&agent)));
-    let (tap, mut recorder) = mpsc::channel(2);
+    let (tap, mut recorder) = crate::media::tap::channel(2);
     session.set_tap(Some(tap));
 
     let from_caller = rtp_packet(0, 1, b"caller");

@@ -354,15 +354,22 @@ fn the_header_is_checkpointed_every_interval() {
         let bytes = std::fs::read(&path).expect("read");
         u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]])
     };
-    engine.advance(8000, at(start, 1000.0), &[]);
+    assert!(engine.advance(8000, at(start, 1000.0), &[]));
     assert_eq!(declared(), 8000 * 4, "the first advance checkpoints");
-    engine.advance(12000, at(start, 1500.0), &[]);
+    engine.sync();
+    assert!(!engine.advance(12000, at(start, 1500.0), &[]));
     assert_eq!(declared(), 8000 * 4, "not due yet");
+    // Half due: a recorder thread syncing other files now may bring it forward.
+    assert!(engine.checkpoint_due(at(start, 1500.0), true));
+    assert!(!engine.checkpoint_due(at(start, 1499.0), true));
+    assert!(!engine.checkpoint_due(at(start, 1500.0), false));
     // But the frames are in the file already: a killed process loses none of them.
     let length = std::fs::metadata(&path).expect("metadata").len();
     assert_eq!(length, 44 + 12000 * 4);
-    engine.advance(16000, at(start, 2000.0), &[]);
+    assert!(engine.advance(16000, at(start, 2000.0), &[]));
     assert_eq!(declared(), 16000 * 4);
+    assert!(engine.device().is_some());
+    engine.sync_filesystem().expect("syncfs");
     let summary = engine.finish(at(start, 2500.0), &[]).expect("finish");
     assert_eq!(summary.duration_ms, 2500);
     assert_eq!(declared(), 20000 * 4);
