@@ -392,16 +392,15 @@ impl Engine {
         if track.pending.len() < end {
             track.pending.resize(end, 0);
         }
-        let decode: fn(u8) -> i16 = match codec {
-            Codec::Pcmu => g711::ulaw_to_linear,
-            Codec::Pcma => g711::alaw_to_linear,
-        };
-        for (slot, &code) in track
+        // One loop per law, so the table lookup is inlined (a function pointer per sample
+        // was not).
+        let slots = track
             .pending
             .range_mut(offset..end)
-            .zip(packet.payload.iter())
-        {
-            *slot = decode(code);
+            .zip(packet.payload.iter());
+        match codec {
+            Codec::Pcmu => slots.for_each(|(slot, &code)| *slot = g711::ulaw_to_linear(code)),
+            Codec::Pcma => slots.for_each(|(slot, &code)| *slot = g711::alaw_to_linear(code)),
         }
         track.stats.placed += 1;
     }

@@ -153,16 +153,16 @@ impl WavWriter {
                 path: self.path.clone(),
             });
         }
-        self.buffer.reserve(frames * FRAME_BYTES as usize);
-        for (&l, &r) in left.iter().zip(right) {
-            let ([l0, l1], [r0, r1]) = (l.to_le_bytes(), r.to_le_bytes());
-            self.buffer.extend_from_slice(&[l0, l1, r0, r1]);
+        // Zeroed first, so that a shorter side is padded with silence; then each side
+        // fills its half of the frames.
+        let start = self.buffer.len();
+        self.buffer.resize(start + frames * FRAME_BYTES as usize, 0);
+        let out = &mut self.buffer[start..];
+        for (frame, l) in out.chunks_exact_mut(FRAME_BYTES as usize).zip(left) {
+            frame[..2].copy_from_slice(&l.to_le_bytes());
         }
-        for i in left.len().min(right.len())..frames {
-            let l = left.get(i).copied().unwrap_or(0);
-            let r = right.get(i).copied().unwrap_or(0);
-            self.buffer.extend_from_slice(&l.to_le_bytes());
-            self.buffer.extend_from_slice(&r.to_le_bytes());
+        for (frame, r) in out.chunks_exact_mut(FRAME_BYTES as usize).zip(right) {
+            frame[2..].copy_from_slice(&r.to_le_bytes());
         }
         self.data_bytes += added;
         if self.buffer.len() >= WRITE_CHUNK {
