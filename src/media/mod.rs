@@ -20,6 +20,7 @@
 pub mod dtmf;
 pub mod ports;
 pub mod prompt;
+mod receive;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;

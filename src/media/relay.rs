@@ -55,10 +55,11 @@
 //! follows the same rules as relayed packets, and the frames are paced by its timer.
 //!
 //! ## Costs
-//! One task per call, one receive buffer per call (reused for every datagram), two timers
-//! per call (reset, never re-created: key timeouts and prompt pacing), no allocation per
-//! packet (prompt packets are built on the stack); the only per-packet copy is into the
-//! recorder's tap, and only while a tap is set. All state is bounded: there are no queues
+//! One task per call; receive buffers per worker thread, not per call, and every queued
+//! datagram read with one system call ([`super::receive`]); two timers per call (reset,
+//! never re-created: key timeouts and prompt pacing); no allocation per packet (prompt
+//! packets are built on the stack); the only per-packet copy is into the recorder's tap,
+//! and only while a tap is set. All state is bounded: there are no queues
 //! here, and the tap ([`super::tap`]) holds a bounded number of packets; its overflow is
 //! dropped and counted.
 
@@ -80,6 +81,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::dtmf::DtmfReceiver;
 use super::ports::{BoundPort, PortPool};
 use super::prompt::{Frame, PromptPlayer};
+use super::receive;
 use super::rtp::{self, PacketKind};
 use super::tap::{Offer, TapSender};
 use super::MediaError;
@@ -387,7 +389,6 @@ impl MediaSession {
             targets: Default::default(),
             seen_generation: 0,
             tap: None,
-            buffer: vec![0; MAX_PACKET + 1].into_boxed_slice(),
             caller_dtmf: None,
             seen_dtmf_version: 0,
             agent_detached: false,
@@ -621,9 +622,6 @@ struct Relay {
     targets: [[Target; 2]; 2],
     seen_generation: u64,
     tap: Option<TapSender>,
-    /// One byte more than [`MAX_PACKET`], so that an oversized datagram (which the kernel
-    /// truncates to the buffer) is recognised by filling it.
-    buffer: Box<[u8]>,
     /// Key detection on the caller's RTP, and where the keys go.
     caller_dtmf: Option<(DtmfReceiver, mpsc::Sender<char>)>,
     seen_dtmf_version: u64,
@@ -722,27 +720,38 @@ impl Relay {
         tracing::debug!(caller_port, agent_port, "media relay ended");
     }
 
-    /// Reads what is queued on one socket, up to [`BATCH`] datagrams.
+    /// Reads what is queued on one socket, up to [`BATCH`] datagrams, [`receive::RECV_BATCH`]
+    /// per system call ([`super::receive`]).
     fn drain(&mut self, leg: Leg, channel: Channel) {
         let mut relayed = 0;
         // One clock read per drain: the datagrams of one drain were all read now.
         let now = Instant::now();
-        for _ in 0..BATCH {
-            let socket = socket_of(&self.ports[leg.index()], channel);
-            match socket.try_recv_from(&mut self.buffer) {
-                Ok((len, source)) => {
-                    if self.on_datagram(leg, channel, len, source, now) {
+        receive::with_batch(|batch| {
+            let mut read = 0;
+            while read < BATCH {
+                let socket = socket_of(&self.ports[leg.index()], channel);
+                let received = match batch.receive(socket) {
+                    Ok(received) => received,
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                    Err(error) => {
+                        // An ICMP error reported on a later read, for example: not fatal.
+                        tracing::trace!(%leg, ?channel, %error, "receive failed");
+                        break;
+                    }
+                };
+                for k in 0..received.count {
+                    let (datagram, source) = batch.datagram(k);
+                    let Some(source) = source else { continue };
+                    if self.on_datagram(leg, channel, datagram, source, now) {
                         relayed += 1;
                     }
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                Err(error) => {
-                    // An ICMP error reported on a later read, for example: not fatal.
-                    tracing::trace!(%leg, ?channel, %error, "receive failed");
+                read += received.count;
+                if received.drained {
                     break;
                 }
             }
-        }
+        });
         if relayed > 0 {
             RELAYED_PACKETS.fetch_add(relayed, Ordering::Relaxed);
         }
@@ -786,7 +795,7 @@ impl Relay {
         &mut self,
         leg: Leg,
         channel: Channel,
-        len: usize,
+        datagram: &[u8],
         source: SocketAddr,
         now: Instant,
     ) -> bool {
@@ -796,7 +805,6 @@ impl Relay {
             ports,
             targets,
             tap,
-            buffer,
             caller_dtmf,
             agent_detached,
             playback,
@@ -804,13 +812,14 @@ impl Relay {
         } = self;
         let counters = &shared.counters[leg.index()][channel.index()];
         bump(&counters.packets_received, 1);
-        bump(&counters.bytes_received, len);
+        bump(&counters.bytes_received, datagram.len());
         if leg == Leg::Agent && *agent_detached {
             bump(&counters.dropped_detached, 1);
             return false;
         }
 
-        let Some(packet) = buffer.get(..len).filter(|_| len <= MAX_PACKET) else {
+        // A datagram that filled the receive buffer was larger than that, and truncated.
+        let Some(packet) = Some(datagram).filter(|d| d.len() <= MAX_PACKET) else {
             bump(&counters.dropped_invalid, 1);
             return false;
         };
