@@ -114,10 +114,12 @@ fn run(jobs: std_mpsc::Receiver<Job>) {
             // A sync round costs about as much for all the files as for one: bring forward
             // the checkpoints that are half due, so that a thread's recordings settle into
             // about one round per interval.
-            let first_due = due.len();
+            // `due` holds positions in increasing order: one pass skips them.
+            let (first_due, mut skip) = (due.len(), 0);
             for (i, worker) in workers.iter_mut().enumerate() {
-                if !due[..first_due].contains(&i)
-                    && worker.engine.checkpoint_due(now, true)
+                if skip < first_due && due[skip] == i {
+                    skip += 1;
+                } else if worker.engine.checkpoint_due(now, true)
                     && worker.engine.prepare_checkpoint(now)
                 {
                     due.push(i);

@@ -237,6 +237,47 @@ async fn stop_while_paused_closes_the_span_and_a_dropped_handle_still_closes_the
     assert!(Recorder::start(RecorderConfig::new(&other)).is_err());
 }
 
+/// Eight recordings at once (four on each of two recorder threads or more): each thread
+/// checkpoints its due files together, and every file's header keeps up with its audio
+/// while the calls go on, not only when they end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn many_recordings_are_all_checkpointed_while_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut running = Vec::new();
+    for k in 0..8 {
+        let path = dir.path().join(format!("r{k}.wav"));
+        let config = RecorderConfig {
+            checkpoint_every: Duration::from_millis(100),
+            ..RecorderConfig::new(&path)
+        };
+        let (recorder, tap) = Recorder::start(config).expect("start");
+        running.push((path, recorder, tap));
+        // Staggered starts: their checkpoints fall due at different ticks.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let declared = |path: &std::path::Path| {
+        let header = std::fs::read(path).expect("read");
+        u32::from_le_bytes([header[40], header[41], header[42], header[43]])
+    };
+    let mut seen = [0u32; 8];
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for (k, (path, _, tap)) in running.iter().enumerate() {
+            put(tap, Leg::Caller, caller_packet(round));
+            let now = declared(path);
+            assert!(
+                now > seen[k],
+                "recording {k} not checkpointed in round {round}"
+            );
+            seen[k] = now;
+        }
+    }
+    for (path, recorder, _) in running {
+        let summary = recorder.stop().await.expect("stop");
+        assert_eq!(u64::from(declared(&path)) + 44, summary.bytes);
+    }
+}
+
 #[test]
 fn the_handle_can_be_shared_between_tasks() {
     fn shareable<T: Send + Sync + 'static>() {}
