@@ -67,7 +67,7 @@ use std::fmt;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
@@ -86,7 +86,9 @@ use super::rtp::{self, PacketKind};
 use super::tap::{Offer, TapSender};
 use super::MediaError;
 
+mod control_wake;
 mod survey;
+use control_wake::ControlWake;
 use survey::{PlayRequest, Playback};
 
 /// Largest datagram relayed. Audio RTP is a few hundred bytes and always fits an Ethernet
@@ -955,60 +957,6 @@ const SOCKETS: [(Leg, Channel); 4] = [
     (Leg::Caller, Channel::Rtcp),
     (Leg::Agent, Channel::Rtcp),
 ];
-
-/// The waker given to call control's side of a relay task (its cancellation token and its
-/// prompt requests): it notes that they have news, then wakes the task.
-#[derive(Debug)]
-struct ControlWake {
-    /// Set by a wake from call control's side, taken by the next poll.
-    woken: AtomicBool,
-    /// The task's own waker, as of its last poll that brought a different one.
-    task: Mutex<Option<std::task::Waker>>,
-}
-
-impl Default for ControlWake {
-    /// Woken: the first poll registers with call control's side.
-    fn default() -> ControlWake {
-        ControlWake {
-            woken: AtomicBool::new(true),
-            task: Mutex::new(None),
-        }
-    }
-}
-
-impl ControlWake {
-    /// Whether call control's side must be polled now (it woke the task, or the task's
-    /// waker changed and the new one must be passed on); clears the mark.
-    /// `known` is the poller's copy of the waker passed on last: a tokio task keeps its
-    /// waker, so the lock is taken only when it changes.
-    fn take(&self, task: &std::task::Waker, known: &mut Option<std::task::Waker>) -> bool {
-        let changed = !known.as_ref().is_some_and(|w| w.will_wake(task));
-        if changed {
-            *known = Some(task.clone());
-            *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.clone());
-        }
-        self.woken.swap(false, Ordering::AcqRel) || changed
-    }
-
-    /// Marks call control's side to be polled at the next poll.
-    fn note(&self) {
-        self.woken.store(true, Ordering::Release);
-    }
-}
-
-impl std::task::Wake for ControlWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.note();
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(task) = task {
-            task.wake();
-        }
-    }
-}
 
 /// What woke the relay task.
 enum Wake {
