@@ -34,7 +34,7 @@ pub use ports::{BoundPort, PortPool};
 pub use prompt::{Prompt, PromptCodec, PromptPlayer};
 pub use relay::{DirectionStats, Leg, MediaSession, MediaStats};
 pub use sdp::{Sdp, SdpError};
-pub use tap::{TapReceiver, TapSender, TappedPacket};
+pub use tap::{TapReceiver, TapSender};
 
 /// Why media could not be set up for a call. Call control maps these to a SIP answer
 /// (typically 503: the call cannot be anchored, so it must not be accepted).

@@ -56,10 +56,10 @@
 //!
 //! ## Costs
 //! One task per call; receive buffers per worker thread, not per call, and every queued
-//! datagram read with one system call ([`super::receive`]); two timers per call (reset,
-//! never re-created: key timeouts and prompt pacing); no allocation per packet (prompt
-//! packets are built on the stack); the only per-packet copy is into the recorder's tap,
-//! and only while a tap is set. All state is bounded: there are no queues
+//! datagram read with one system call (the private `receive` module); two timers per call
+//! (reset, never re-created: key timeouts and prompt pacing); no allocation per packet
+//! (prompt packets are built on the stack); the only per-packet copy is into the
+//! recorder's tap, and only while a tap is set. All state is bounded: there are no queues
 //! here, and the tap ([`super::tap`]) holds a bounded number of packets; its overflow is
 //! dropped and counted.
 

@@ -10,21 +10,25 @@
 //!
 //! - **Bounded**: at most `capacity` packets wait; more are refused ([`Offer::Full`]) and
 //!   the relay counts them. The relay never waits for the recorder.
-//! - **Closed** either way: once the receiver is gone, offers say so ([`Offer::Closed`]) and
-//!   the relay forgets the tap; once every sender is gone and the last packets are taken,
-//!   the receiver says so.
+//! - **Closed** by the recorder: once the receiver is gone, offers say so
+//!   ([`Offer::Closed`]) and the relay forgets the tap. (The recorder learns that a call
+//!   ended from its handle, not from the tap.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+#[cfg(test)]
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::relay::{Leg, MAX_PACKET};
 
-/// An RTP packet as it arrived from a leg, for the recorder. Only RTP that passed the
+/// An RTP packet as it arrived from a leg, as tests read it back
+/// ([`TapReceiver::try_recv`]; the recorder reads the bytes in place with
+/// [`TapReceiver::drain`]). Only RTP that passed the
 /// source check is tapped (no RTCP, nothing from strangers), whether or not it could be
 /// relayed: the recording is of what each side said.
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub struct TappedPacket {
     pub leg: Leg,
@@ -105,6 +109,7 @@ pub struct TapReceiver {
 }
 
 /// Why [`TapReceiver::try_recv`] gave nothing.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TryRecvError {
     /// Nothing waits now.
@@ -152,11 +157,6 @@ impl TapSender {
         });
         Offer::Taken
     }
-
-    /// Whether the receiver is gone.
-    pub fn is_closed(&self) -> bool {
-        self.shared.receiver_gone.load(Ordering::Relaxed)
-    }
 }
 
 impl TapReceiver {
@@ -187,7 +187,8 @@ impl TapReceiver {
         count
     }
 
-    /// The oldest waiting packet, as an owned copy.
+    /// The oldest waiting packet, as an owned copy. For tests.
+    #[cfg(test)]
     pub fn try_recv(&mut self) -> Result<TappedPacket, TryRecvError> {
         if !self.refill() {
             // Senders gone means only this receiver holds the shared state.
@@ -285,9 +286,8 @@ mod tests {
         assert_eq!(receiver.try_recv().unwrap_err(), TryRecvError::Disconnected);
 
         let (tap, receiver) = channel(8);
-        assert!(!tap.is_closed());
+        assert_eq!(tap.offer(Leg::Agent, Instant::now(), b"x"), Offer::Taken);
         drop(receiver);
-        assert!(tap.is_closed());
         assert_eq!(tap.offer(Leg::Agent, Instant::now(), b"x"), Offer::Closed);
     }
 }
