@@ -6,7 +6,7 @@
 use crate::call::{Control, Controller};
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::media::PortPool;
+use crate::media::{MediaError, MediaThreads, PortPool};
 use crate::sip::endpoint::{Endpoint, EndpointConfig, OverloadConfig, TrustPolicy};
 use crate::sip::transaction::TimerConfig;
 use crate::store::{Store, StoreHealth, StoreWriter, WriterOptions};
@@ -120,11 +120,14 @@ pub async fn run(
             what: "SIP".into(),
             source,
         })?;
+    // Relay tasks run on threads of their own, away from SIP and HTTP (`media::threads`).
+    let media_threads = MediaThreads::start_per_core().map_err(MediaError::Threads)?;
     let pool = PortPool::new(
         config.media.address,
         config.media.rtp_ports[0],
         config.media.rtp_ports[1],
-    )?;
+    )?
+    .with_media_threads(media_threads.clone());
 
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -148,6 +151,7 @@ pub async fn run(
     state.tickets = tickets;
     state.events = cti.clone();
     state.webhooks = webhooks;
+    state.media_threads = Some(media_threads.clone());
     // One lockout table: call control counts SIP digest failures in it, admins read it.
     let lockouts = state.sip_lockouts.clone();
     let http_token = root.child_token();
@@ -215,6 +219,8 @@ pub async fn run(
     if !controller_task.is_finished() {
         let _ = (&mut controller_task).await;
     }
+    // Every call has ended: what is left on the media threads is relays winding down.
+    media_threads.shutdown().await;
     let _ = writer_task.await;
     // Webhooks get a short flush (none on SIGINT); what is left becomes dead letters.
     // Then event streams end, so the HTTP server can finish.

@@ -115,7 +115,7 @@ fn describe() {
     );
     describe_gauge!(
         TASKS,
-        "Tokio tasks alive in the daemon's runtime (as of the scrape; flat under steady load)"
+        "Tokio tasks alive in the daemon's runtimes, the async one and the media threads' (as of the scrape; flat under steady load)"
     );
     describe_gauge!(
         ALARM,

@@ -75,10 +75,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Some(Err(e)) => tracing::warn!(error = %e, "counting overdue tickets failed"),
     }
     crate::metrics::media_packets_relayed(crate::media::relay::relayed_packets_total());
+    let media_tasks = state
+        .media_threads
+        .as_ref()
+        .map_or(0, crate::media::MediaThreads::alive_tasks);
     crate::metrics::alive_tasks(
         tokio::runtime::Handle::current()
             .metrics()
-            .num_alive_tasks(),
+            .num_alive_tasks()
+            + media_tasks,
     );
     (
         [(

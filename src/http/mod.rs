@@ -99,6 +99,9 @@ pub struct AppState {
     pub sip_lockouts: Arc<crate::sip::auth::lockout::Lockouts>,
     /// Whether the database takes writes, as the store writer finds it (`/healthz`).
     pub store_health: crate::store::StoreHealth,
+    /// The relays' threads, whose tasks `threering_tokio_alive_tasks` counts too (none
+    /// until the daemon starts them).
+    pub media_threads: Option<crate::media::MediaThreads>,
 }
 
 impl AppState {
@@ -131,6 +134,7 @@ impl AppState {
                 config.sip.lockout_policy(),
             )),
             store_health: crate::store::StoreHealth::new(),
+            media_threads: None,
         }
     }
 }

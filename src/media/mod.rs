@@ -10,6 +10,7 @@
 //! - [`sdp`]: a small SDP (RFC 4566) parser and rewriter, so that call control can learn
 //!   where each leg wants its audio and hand the other leg our anchored address instead;
 //! - [`tap`]: how the relay hands copies of each call's RTP to its recorder;
+//! - [`threads`]: the threads, each with a runtime of its own, that the relay tasks run on;
 //! - [`rtp`]: the minimal RTP/RTCP sanity checks the relay applies to every datagram;
 //! - [`dtmf`]: the caller's keys, from RFC 4733 telephone-events or SIP INFO bodies;
 //! - [`prompt`]: WAV prompts cut into G.711 frames, and the RTP numbering of a played stream.
@@ -25,6 +26,7 @@ pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod tap;
+pub mod threads;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -35,6 +37,7 @@ pub use prompt::{Prompt, PromptCodec, PromptPlayer};
 pub use relay::{DirectionStats, Leg, MediaSession, MediaStats};
 pub use sdp::{Sdp, SdpError};
 pub use tap::{TapReceiver, TapSender};
+pub use threads::MediaThreads;
 
 /// Why media could not be set up for a call. Call control maps these to a SIP answer
 /// (typically 503: the call cannot be anchored, so it must not be accepted).
@@ -56,6 +59,10 @@ pub enum MediaError {
         #[source]
         source: std::io::Error,
     },
+    /// The media threads could not be started (the system refused a thread or the
+    /// runtime's reactor).
+    #[error("cannot start the media threads: {0}")]
+    Threads(#[source] std::io::Error),
     /// Sockets and relay tasks need a tokio runtime; called from outside one.
     #[error("media needs a running tokio runtime")]
     NoRuntime,

@@ -16,15 +16,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::net::UdpSocket;
 
+use super::threads::{MediaThreads, Seat};
 use super::MediaError;
 
 /// Even RTP ports from a configured range `[first, last]`, handed out round-robin and
 /// returned on drop; binding failures (port in use by someone else) skip to the next port.
 ///
 /// Cheap to clone: clones share one pool.
+///
+/// The pool also says where the relay tasks of the sessions using it run: on the daemon's
+/// [`MediaThreads`] when given ([`PortPool::with_media_threads`]), else on the runtime
+/// that starts the session.
 #[derive(Debug, Clone)]
 pub struct PortPool {
     inner: Arc<PoolInner>,
+    threads: Option<MediaThreads>,
 }
 
 #[derive(Debug)]
@@ -83,7 +89,25 @@ impl PortPool {
                     cursor: 0,
                 }),
             }),
+            threads: None,
         })
+    }
+
+    /// Runs the sessions of this pool on `threads` (their sockets register with the
+    /// reactor of the thread each session is given).
+    pub fn with_media_threads(mut self, threads: MediaThreads) -> PortPool {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Where the next session's relay task runs.
+    pub(crate) fn seat(&self) -> Result<Seat, MediaError> {
+        match &self.threads {
+            Some(threads) => Ok(threads.seat()),
+            None => tokio::runtime::Handle::try_current()
+                .map(Seat::current)
+                .map_err(|_| MediaError::NoRuntime),
+        }
     }
 
     /// Binds the next free RTP port and its RTCP neighbour.

@@ -55,7 +55,7 @@
 //! follows the same rules as relayed packets, and the frames are paced by its timer.
 //!
 //! ## Costs
-//! One task per call; receive buffers per worker thread, not per call, and every queued
+//! One task per call, on the daemon's media threads ([`super::threads`]); receive buffers per worker thread, not per call, and every queued
 //! datagram read with one system call (the private `receive` module); two timers per call
 //! (reset, never re-created: key timeouts and prompt pacing); no allocation per packet
 //! (prompt packets are built on the stack); the only per-packet copy is into the
@@ -84,6 +84,7 @@ use super::prompt::{Frame, PromptPlayer};
 use super::receive;
 use super::rtp::{self, PacketKind};
 use super::tap::{Offer, TapSender};
+use super::threads::Seat;
 use super::MediaError;
 
 mod control_wake;
@@ -374,10 +375,17 @@ pub struct MediaSession {
 impl MediaSession {
     /// Binds a caller-facing and an agent-facing port pair and spawns the relay task.
     /// Neither leg has a destination yet: see [`MediaSession::set_caller_remote`].
+    ///
+    /// The relay task runs on the pool's media threads if it has them, else on the
+    /// caller's runtime.
     pub fn start(pool: &PortPool, cancel: CancellationToken) -> Result<MediaSession, MediaError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let seat = pool.seat()?;
+        let runtime = seat.handle.clone();
+        // Sockets register with the reactor of the runtime whose context is entered.
+        let context = runtime.enter();
         let caller = pool.bind()?;
         let agent = pool.bind()?;
+        drop(context);
         let cancel = cancel.child_token();
         let finished = CancellationToken::new();
         let shared = Arc::new(Shared::default());
@@ -404,6 +412,7 @@ impl MediaSession {
             requests,
             playback: None,
             player: PromptPlayer::new(),
+            _seat: seat,
             _finished: finished.drop_guard(),
         };
         // No tracing span around the task: entering and leaving one on every poll costs
@@ -640,6 +649,8 @@ struct Relay {
     playback: Option<Playback>,
     /// Numbers the packets of every prompt played to the caller.
     player: PromptPlayer,
+    /// The media thread's count of this session, given back as the task ends.
+    _seat: Seat,
     /// Declared last, so it is dropped after the ports: whoever waits on
     /// [`MediaSession::finished`] then finds them back in the pool.
     _finished: DropGuard,

@@ -483,3 +483,61 @@ fn starting_outside_a_runtime_is_an_error() {
         Err(MediaError::NoRuntime)
     ));
 }
+
+#[tokio::test]
+async fn sessions_run_on_the_media_threads_and_give_their_seat_back() {
+    let threads = crate::media::MediaThreads::start(2).expect("media threads");
+    let pool = pool(31210).with_media_threads(threads.clone());
+    let first = MediaSession::start(&pool, CancellationToken::new()).expect("start");
+    let second = MediaSession::start(&pool, CancellationToken::new()).expect("start");
+    assert_eq!(threads.sessions(), [1, 1], "one session per thread");
+
+    // The sockets belong to the media threads' reactors: relaying works although the
+    // test's own runtime never polls them.
+    for session in [&first, &second] {
+        let (caller, agent) = (phone().await, phone().await);
+        session.set_caller_remote(Some(addr(&caller)));
+        session.set_agent_remote(Some(addr(&agent)));
+        let hello = rtp_packet(0, 1, b"hello");
+        send(&caller, &hello, session.caller_port()).await;
+        assert_eq!(receive(&agent).await.0, hello);
+        let reply = rtp_packet(0, 1, b"reply");
+        send(&agent, &reply, session.agent_port()).await;
+        assert_eq!(receive(&caller).await.0, reply);
+    }
+
+    first.stop();
+    tokio::time::timeout(ARRIVAL, first.finished())
+        .await
+        .expect("first ends");
+    let deadline = Instant::now() + ARRIVAL;
+    while threads.sessions().iter().sum::<usize>() != 1 {
+        assert!(Instant::now() < deadline, "the seat was not given back");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pool.in_use(), 2);
+
+    // Shutting the threads down ends the sessions still on them and frees their ports.
+    tokio::time::timeout(ARRIVAL, threads.shutdown())
+        .await
+        .expect("threads stop");
+    assert!(second.is_finished());
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn sessions_on_media_threads_start_from_outside_a_runtime() {
+    let threads = crate::media::MediaThreads::start(1).expect("media threads");
+    let pool = pool(31290).with_media_threads(threads);
+    let session = MediaSession::start(&pool, CancellationToken::new()).expect("start");
+    assert_eq!(pool.in_use(), 2);
+    drop(session);
+    let deadline = std::time::Instant::now() + ARRIVAL;
+    while pool.in_use() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drop did not free the ports"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
