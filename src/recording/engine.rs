@@ -412,7 +412,13 @@ impl Engine {
             for (side, track) in sides.iter_mut().zip(self.tracks.iter_mut()) {
                 side.clear();
                 let take = count.min(track.pending.len());
-                side.extend(track.pending.drain(..take));
+                // Copied slice by slice: extending from the deque's drain went sample by
+                // sample (3.6 % of the daemon's samples at 400 recorded calls).
+                let (front, back) = track.pending.as_slices();
+                let from_front = take.min(front.len());
+                side.extend_from_slice(&front[..from_front]);
+                side.extend_from_slice(&back[..take - from_front]);
+                track.pending.drain(..take);
                 side.resize(count, 0);
             }
             mute(&mut sides, self.written, paused);
