@@ -32,7 +32,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub use dtmf::{parse_dtmf_relay, DtmfReceiver};
-pub use ports::{BoundPort, PortPool};
+pub use ports::{BoundPort, MediaSocket, PortPool};
 pub use prompt::{Prompt, PromptCodec, PromptPlayer};
 pub use relay::{DirectionStats, Leg, MediaSession, MediaStats};
 pub use sdp::{Sdp, SdpError};

@@ -10,11 +10,14 @@
 //! Another program may hold a port of the range; binding it fails and the pool moves on to
 //! the next pair instead of failing the call.
 
-use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr};
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use super::threads::{MediaThreads, Seat};
 use super::MediaError;
@@ -199,29 +202,72 @@ impl PoolInner {
 }
 
 /// Binds `port` and `port + 1`; on failure says which of the two failed.
-fn bind_pair(ip: IpAddr, port: u16) -> Result<(UdpSocket, UdpSocket), (u16, std::io::Error)> {
+fn bind_pair(ip: IpAddr, port: u16) -> Result<(MediaSocket, MediaSocket), (u16, io::Error)> {
     let rtcp_port = port.wrapping_add(1);
     let rtp = bind_one(ip, port).map_err(|e| (port, e))?;
     let rtcp = bind_one(ip, rtcp_port).map_err(|e| (rtcp_port, e))?;
     Ok((rtp, rtcp))
 }
 
-fn bind_one(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
+fn bind_one(ip: IpAddr, port: u16) -> io::Result<MediaSocket> {
     // std binds synchronously (the pool API is sync); no SO_REUSEADDR, so a port someone
     // else holds fails with AddrInUse instead of being shared.
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
+    let socket = UdpSocket::bind(SocketAddr::new(ip, port))?;
     socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
+    MediaSocket::new(socket)
+}
+
+/// A UDP socket of the relay, registered with its runtime's reactor for reading only.
+///
+/// Sends go straight to the kernel and never wait: a full send buffer is a failed send,
+/// which the relay counts. tokio's own `UdpSocket` registers for writability too, and then
+/// every datagram sent reports the socket writable again when the kernel frees its buffer
+/// (on loopback, within the send): an epoll event per relayed packet that nobody waits
+/// for, a wake-up in the kernel and an event for the reactor to hand out.
+#[derive(Debug)]
+pub struct MediaSocket(AsyncFd<UdpSocket>);
+
+impl MediaSocket {
+    /// Registers a non-blocking socket with the reactor of the current runtime.
+    pub(crate) fn new(socket: UdpSocket) -> io::Result<MediaSocket> {
+        // SAFETY: the `UdpSocket` owns its descriptor, which stays open and the same until
+        // the socket is dropped with the `AsyncFd`; nothing here replaces or closes it.
+        let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
+        registered.map(MediaSocket).map_err(io::Error::from)
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    /// Ready once a datagram may be queued; stays ready until a read finds the queue
+    /// empty ([`MediaSocket::try_read`] returning `WouldBlock`).
+    pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The guard is dropped without clearing: readiness is kept for the read.
+        self.0.poll_read_ready(cx).map_ok(|_guard| ())
+    }
+
+    /// Runs a read on the socket's descriptor if it is ready; a `WouldBlock` from `read`
+    /// clears the readiness (so it must come only from a read that found nothing).
+    pub fn try_read<R>(&self, read: impl FnOnce(RawFd) -> io::Result<R>) -> io::Result<R> {
+        self.0
+            .try_io(Interest::READABLE, |socket| read(socket.as_raw_fd()))
+    }
+
+    /// Sends one datagram now, or fails (`WouldBlock` when the send buffer is full).
+    pub fn try_send_to(&self, datagram: &[u8], target: SocketAddr) -> io::Result<usize> {
+        self.0.get_ref().send_to(datagram, target)
+    }
 }
 
 /// An RTP socket on an even port of the pool, with its RTCP socket on the odd port above.
 /// Dropping it closes both sockets and returns the pair to the pool.
 #[derive(Debug)]
 pub struct BoundPort {
-    pub socket: UdpSocket,
+    pub socket: MediaSocket,
     /// Bound so that nobody else takes the RTCP port our SDP implies (RFC 3550 §11); the
     /// relay forwards RTCP through it.
-    pub rtcp_socket: UdpSocket,
+    pub rtcp_socket: MediaSocket,
     pub port: u16,
     /// Declared last: fields drop in order, so the sockets are closed before the slot is
     /// marked free and the next call can bind it.

@@ -12,15 +12,11 @@
 //! The buffers are per worker thread, not per call: a relay task reads and relays within
 //! one poll, so the datagrams never outlive the drain that read them.
 
+use super::ports::MediaSocket;
+use super::relay::MAX_PACKET;
 use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::unix::io::AsRawFd;
-
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
-
-use super::relay::MAX_PACKET;
 
 /// Datagrams one `recvmmsg` reads at most.
 pub const RECV_BATCH: usize = 16;
@@ -68,10 +64,10 @@ impl ReceiveBatch {
     /// Reads what is queued on `socket`, up to [`RECV_BATCH`] datagrams, never waiting.
     /// `Err` with [`ErrorKind::WouldBlock`] if nothing was queued; other errors are the
     /// socket's (an ICMP error reported on a later read, for example).
-    pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<Received> {
+    pub fn receive(&mut self, socket: &MediaSocket) -> io::Result<Received> {
         let mut count = 0;
-        let result = socket.try_io(Interest::READABLE, || {
-            count = self.recvmmsg(socket.as_raw_fd())?;
+        let result = socket.try_read(|fd| {
+            count = self.recvmmsg(fd)?;
             if count < RECV_BATCH {
                 // Fewer than asked: the queue is empty. Saying "would block" makes tokio
                 // clear the readiness it handed out, as a second read would have.
@@ -165,18 +161,24 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 mod tests {
     use super::*;
 
-    async fn pair(ip: &str) -> (UdpSocket, UdpSocket) {
+    use tokio::net::UdpSocket;
+
+    /// A sender, and a relay socket to receive with.
+    async fn pair(ip: &str) -> (UdpSocket, MediaSocket) {
         let a = UdpSocket::bind((ip, 0)).await.expect("bind");
-        let b = UdpSocket::bind((ip, 0)).await.expect("bind");
-        (a, b)
+        let b = std::net::UdpSocket::bind((ip, 0)).expect("bind");
+        b.set_nonblocking(true).expect("non-blocking");
+        (a, MediaSocket::new(b).expect("register"))
     }
 
     /// Waits until `socket` is readable, then receives.
-    async fn receive_when_ready(batch: &mut ReceiveBatch, socket: &UdpSocket) -> Received {
+    async fn receive_when_ready(batch: &mut ReceiveBatch, socket: &MediaSocket) -> Received {
         let deadline = std::time::Duration::from_secs(2);
         tokio::time::timeout(deadline, async {
             loop {
-                socket.readable().await.expect("readable");
+                std::future::poll_fn(|cx| socket.poll_recv_ready(cx))
+                    .await
+                    .expect("readable");
                 match batch.receive(socket) {
                     Ok(received) => return received,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => continue,

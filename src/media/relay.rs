@@ -72,14 +72,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::dtmf::DtmfReceiver;
-use super::ports::{BoundPort, PortPool};
+use super::ports::{BoundPort, MediaSocket, PortPool};
 use super::prompt::{Frame, PromptPlayer};
 use super::receive;
 use super::rtp::{self, PacketKind};
@@ -667,14 +666,6 @@ impl Relay {
         tokio::pin!(dtmf_timer, frame_timer);
         let (mut dtmf_armed, mut frame_armed) = (None, None);
         let mut requests_open = true;
-        // tokio learns that a new socket is writable at the reactor's first turn, and until
-        // then `try_send_to` fails without trying. Relayed packets only follow a receive
-        // (a later turn), but a prompt may be the very first thing sent: wait for it once.
-        let [caller, agent] = &self.ports;
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = async { tokio::join!(caller.socket.writable(), agent.socket.writable()) } => {}
-        }
         // Pinned once: a fresh `cancelled()` (and fresh `readable()` futures) on every wake
         // would register and unregister a waiter under a lock each time.
         let cancelled = cancel.cancelled();
@@ -918,7 +909,7 @@ impl Relay {
     }
 }
 
-fn socket_of(port: &BoundPort, channel: Channel) -> &UdpSocket {
+fn socket_of(port: &BoundPort, channel: Channel) -> &MediaSocket {
     match channel {
         Channel::Rtp => &port.socket,
         Channel::Rtcp => &port.rtcp_socket,

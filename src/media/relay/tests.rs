@@ -4,6 +4,7 @@
 use super::*;
 use std::net::Ipv4Addr;
 use std::time::Duration;
+use tokio::net::UdpSocket;
 
 pub(super) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Long enough for a loaded CI machine, short enough to fail fast.
