@@ -9,8 +9,8 @@
 //! again. (Clearing it is safe even if a datagram arrives in between: the reactor then has
 //! a newer readiness event, and tokio clears only the one it handed out.)
 //!
-//! The buffers are per worker thread, not per call: a relay task reads and relays within
-//! one poll, so the datagrams never outlive the drain that read them.
+//! The buffers are per thread (one per media thread), not per call: a relay task reads
+//! and relays within one poll, so the datagrams never outlive the drain that read them.
 
 use super::ports::MediaSocket;
 use super::relay::MAX_PACKET;

@@ -55,13 +55,15 @@
 //! follows the same rules as relayed packets, and the frames are paced by its timer.
 //!
 //! ## Costs
-//! One task per call, on the daemon's media threads ([`super::threads`]); receive buffers per worker thread, not per call, and every queued
-//! datagram read with one system call (the private `receive` module); two timers per call
-//! (reset, never re-created: key timeouts and prompt pacing); no allocation per packet
-//! (prompt packets are built on the stack); the only per-packet copy is into the
-//! recorder's tap, and only while a tap is set. All state is bounded: there are no queues
-//! here, and the tap ([`super::tap`]) holds a bounded number of packets; its overflow is
-//! dropped and counted.
+//! One task per call, on the daemon's media threads ([`super::threads`]); receive buffers
+//! per thread, not per call, and every queued datagram read with one system call (the
+//! private `receive` module); sockets registered for reading only, so that sends go
+//! straight to the kernel and cause no reactor events ([`super::ports::MediaSocket`]); two
+//! timers per call (reset, never re-created: key timeouts and prompt pacing); no
+//! allocation per packet (prompt packets are built on the stack); the only per-packet copy
+//! is into the recorder's tap, and only while a tap is set. All state is bounded: there
+//! are no queues here, and the tap ([`super::tap`]) holds a bounded number of packets; its
+//! overflow is dropped and counted.
 
 use std::fmt;
 use std::future::Future;
@@ -101,7 +103,7 @@ const BATCH: usize = 64;
 
 /// Datagrams relayed (sent to the other leg) by every session since start, for
 /// `threering_media_packets_relayed_total`. Added once per socket drain, not per packet,
-/// so the sessions of both worker threads rarely contend on its cache line.
+/// so the sessions of different media threads rarely contend on its cache line.
 static RELAYED_PACKETS: AtomicU64 = AtomicU64::new(0);
 
 /// Datagrams (RTP and RTCP) all sessions have relayed so far.
