@@ -111,8 +111,8 @@ impl MediaThreads {
         })
     }
 
-    /// One media thread per core, as many as the recorder has: the two share the cores
-    /// with SIP and HTTP, and a relay task runs for microseconds per wake.
+    /// One media thread per core (at most [`MAX_THREADS`]): they share the cores with the
+    /// recorder threads, SIP and HTTP, and mostly wait in the reactor.
     pub fn start_per_core() -> std::io::Result<MediaThreads> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         MediaThreads::start(cores)
