@@ -413,7 +413,8 @@ impl Engine {
                 side.clear();
                 let take = count.min(track.pending.len());
                 // Copied slice by slice: extending from the deque's drain went sample by
-                // sample (3.6 % of the daemon's samples at 400 recorded calls).
+                // sample (this function was 3.6 % of the daemon's samples at 400 recorded
+                // calls, the recorder threads' CPU fell by about a tenth without it).
                 let (front, back) = track.pending.as_slices();
                 let from_front = take.min(front.len());
                 side.extend_from_slice(&front[..from_front]);
