@@ -32,8 +32,12 @@ const PACKET: usize = 172;
 const BUFFER: usize = 1501;
 const WARM_UP: Duration = Duration::from_secs(2);
 const FRAME: Duration = Duration::from_millis(20);
-/// The generator spreads each 20 ms frame's sends over this many slices.
-const SLICES: usize = 10;
+/// The generator spreads each 20 ms frame's sends over this many slices (0.1 ms each):
+/// stream k is sent in slice k mod `SLICES`. SIPp's calls start one after another, so
+/// their streams' packets arrive spread over the frame too, not in bursts; a burst would
+/// hand the relay several datagrams per wake and understate the floor at light load.
+/// (`FLOOR_SLICES` overrides it, to see that effect.)
+const SLICES: usize = 200;
 const RECV_BATCH: usize = 16;
 
 fn main() {
@@ -177,7 +181,12 @@ fn raise_fd_limit(needed: usize) -> Result<(), String> {
 fn generate(senders: &[(UdpSocket, SocketAddr)], stop: &AtomicBool) -> u64 {
     let packet = [0x80u8; PACKET];
     let start = Instant::now();
-    let slice = FRAME / SLICES as u32;
+    let slices = std::env::var("FLOOR_SLICES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=1000).contains(n))
+        .unwrap_or(SLICES);
+    let slice = FRAME / slices as u32;
     let mut sent = 0;
     for step in 0u32.. {
         if stop.load(Ordering::Relaxed) {
@@ -187,7 +196,7 @@ fn generate(senders: &[(UdpSocket, SocketAddr)], stop: &AtomicBool) -> u64 {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        for (socket, target) in senders.iter().skip(step as usize % SLICES).step_by(SLICES) {
+        for (socket, target) in senders.iter().skip(step as usize % slices).step_by(slices) {
             if socket.send_to(&packet, target).is_ok() {
                 sent += 1;
             }
