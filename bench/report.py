@@ -480,7 +480,7 @@ METHOD = """## How each figure is measured
   kept in `report.json` (`rcvbuf_errors_machine`) but is no measure of the relay: SIPp's
   `rtp_stream` never reads the RTP it receives, so its sockets overflow by design.
 - **Floor**: `bench/relay_floor` (section above); its CPU is the relay thread's own
-  (`getrusage(RUSAGE_THREAD)`, user + system) over the run after 2 s of warm-up, ÷ the
+  (`CLOCK_THREAD_CPUTIME_ID`, user + system) over the run after 2 s of warm-up, ÷ the
   datagrams it sent on in that time. A run is clean when the generator held at least 98 %
   of the nominal rate. The generator's CPU is not counted, as SIPp's is not counted for
   the systems.
