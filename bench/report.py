@@ -367,7 +367,8 @@ def markdown(r, tr_setup, peer_setup, tr_rec, peer_rec, floor, plots):
         f"{target(r['recorded_calls'] >= max(1000, r['peer_recorded_calls']))} |",
         f"| CPU µs per relayed packet, recording on, N = {fmt(n)} | "
         f"{fmt(r['cpu_us_per_packet'])} | {fmt(r['peer_cpu_us_per_packet'])} (rtpengine) | "
-        f"{fmt(cpu_ratio)} | ≤ 0.5 | {target(None if cpu_ratio is None else cpu_ratio <= 0.5)} |",
+        f"{fmt(cpu_ratio)} | ≤ 0.5 | {target(None if cpu_ratio is None else cpu_ratio <= 0.5)}"
+        f"{' (below the floor)' if n is not None and half_below_floor(r, str(n)) else ''} |",
     ]
     for key_n in ("400", "1000"):
         t, pe = r["cpu_us_per_packet_by_n"].get(key_n), r["peer_cpu_us_per_packet_by_n"].get(key_n)
