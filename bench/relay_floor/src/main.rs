@@ -116,22 +116,22 @@ fn run() -> Result<(), String> {
         senders.push((bind()?, target));
     }
 
+    // The relay ends its window itself, at its deadline, while the generator still sends:
+    // stopping both at once would count the relay's last idle wait in the window.
     let stop = Arc::new(AtomicBool::new(false));
     let generator = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || generate(&senders, &stop))
     };
-    let relay = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || match mode {
-            Mode::Epoll => relay_epoll(&sockets, &stop),
-            Mode::Uring => relay_uring(&sockets, &stop),
-        })
-    };
-    std::thread::sleep(Duration::from_secs(seconds));
+    let run_for = Duration::from_secs(seconds);
+    let relay = std::thread::spawn(move || match mode {
+        Mode::Epoll => relay_epoll(&sockets, Meter::new(run_for)),
+        Mode::Uring => relay_uring(&sockets, Meter::new(run_for)),
+    });
+    let window = relay.join().map_err(|_| "the relay panicked");
     stop.store(true, Ordering::Relaxed);
     let sent = generator.join().map_err(|_| "the generator panicked")?;
-    let window = relay.join().map_err(|_| "the relay panicked")??;
+    let window = window??;
 
     let packets = window.packets.max(1) as f64;
     let nominal_pps = streams as f64 / FRAME.as_secs_f64();
@@ -217,21 +217,35 @@ fn thread_cpu() -> f64 {
     now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }
 
-/// Counts the relayed datagrams and takes the thread's CPU at the end of the warm-up and at
-/// the end.
+/// Counts the relayed datagrams, takes the thread's CPU at the end of the warm-up and at
+/// the end, and says when the run is over.
 struct Meter {
     started: Instant,
+    end: Instant,
     packets: u64,
     at_warm: Option<(Instant, u64, f64)>,
 }
 
 impl Meter {
-    fn new() -> Meter {
+    fn new(run_for: Duration) -> Meter {
+        let started = Instant::now();
         Meter {
-            started: Instant::now(),
+            started,
+            end: started + run_for,
             packets: 0,
             at_warm: None,
         }
+    }
+
+    fn running(&self) -> bool {
+        Instant::now() < self.end
+    }
+
+    /// How long the relay may wait for datagrams: at most 100 ms, and not past the end.
+    fn wait(&self) -> Duration {
+        self.end
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), Duration::from_millis(100))
     }
 
     fn tick(&mut self) {
@@ -250,7 +264,7 @@ impl Meter {
     }
 }
 
-fn relay_epoll(sockets: &Sockets, stop: &AtomicBool) -> Result<Window, String> {
+fn relay_epoll(sockets: &Sockets, mut meter: Meter) -> Result<Window, String> {
     // SAFETY: plain system calls on descriptors this function owns or borrows; the event
     // and message arrays outlive the calls that fill them.
     unsafe {
@@ -272,9 +286,9 @@ fn relay_epoll(sockets: &Sockets, stop: &AtomicBool) -> Result<Window, String> {
         let mut sources: [libc::sockaddr_storage; RECV_BATCH] = std::mem::zeroed();
         let mut iovecs: [libc::iovec; RECV_BATCH] = std::mem::zeroed();
         let mut headers: [libc::mmsghdr; RECV_BATCH] = std::mem::zeroed();
-        let mut meter = Meter::new();
-        while !stop.load(Ordering::Relaxed) {
-            let ready = libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 100);
+        while meter.running() {
+            let wait_ms = meter.wait().as_millis() as i32;
+            let ready = libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, wait_ms);
             for event in &events[..ready.max(0) as usize] {
                 let k = event.u64 as usize;
                 for j in 0..RECV_BATCH {
@@ -325,7 +339,7 @@ struct UringStream {
 
 const SEND_TAG: u64 = 1 << 32;
 
-fn relay_uring(sockets: &Sockets, stop: &AtomicBool) -> Result<Window, String> {
+fn relay_uring(sockets: &Sockets, mut meter: Meter) -> Result<Window, String> {
     let streams = sockets.relay_in.len();
     let entries = (streams as u32).next_power_of_two().clamp(64, 4096);
     let mut ring: IoUring = IoUring::builder()
@@ -391,10 +405,9 @@ fn relay_uring(sockets: &Sockets, stop: &AtomicBool) -> Result<Window, String> {
     for (k, stream) in state.iter_mut().enumerate() {
         queue(&mut ring, receive(stream, k))?;
     }
-    let mut meter = Meter::new();
     let mut done = Vec::with_capacity(streams);
-    let timeout = types::Timespec::new().nsec(100_000_000);
-    while !stop.load(Ordering::Relaxed) {
+    while meter.running() {
+        let timeout = types::Timespec::from(meter.wait());
         let wait = types::SubmitArgs::new().timespec(&timeout);
         match ring.submitter().submit_with_args(1, &wait) {
             Ok(_) => {}
