@@ -84,6 +84,7 @@ def main():
     tr_half, peer_half = setup("threering-half"), setup(PEER_SETUP + "-half")
     tr_rec, peer_rec = rec("threering"), rec(PEER_REC)
     floor = [r for r in steps if r["load"] == "floor"]
+    floor_n = floor_by_n(floor)
 
     setup_cps = highest_pass(tr_setup, "rate")
     peer_cps = highest_pass(peer_setup, "rate")
@@ -139,11 +140,10 @@ def main():
         "peer_rss_kib_per_call": peer_at.get("rss_kib_per_call"),
         "rss_kib_per_call_by_n": by_n(tr_rec, "rss_kib_per_call"),
         "peer_rss_kib_per_call_by_n": by_n(peer_rec, "rss_kib_per_call"),
-        "floor_cpu_us_per_packet_by_n": floor_by_n(floor),
+        "floor_cpu_us_per_packet_by_n": floor_n,
         "floor_epoll_cpu_us_per_packet_by_n": floor_by_n(floor, "epoll"),
         "floor_uring_cpu_us_per_packet_by_n": floor_by_n(floor, "uring"),
-        "floor_cpu_per_packet_1000_over_100": ratio(floor_by_n(floor).get("1000"),
-                                                    floor_by_n(floor).get("100")),
+        "floor_cpu_per_packet_1000_over_100": ratio(floor_n.get("1000"), floor_n.get("100")),
         "recording_bytes_per_call": tr_at.get("recording_bytes_per_call"),
         "peer_recording_bytes_per_call": peer_at.get("recording_bytes_per_call"),
         "steps": steps,

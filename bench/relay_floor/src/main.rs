@@ -2,7 +2,7 @@
 //! datagram when all it does is receive each one and send it on, with nothing else (no
 //! parsing, no counters, no recording, no async runtime).
 //!
-//!     cargo run --release --example relay_floor -- MODE STREAMS SECONDS
+//!     cargo run --release --manifest-path bench/relay_floor/Cargo.toml -- MODE STREAMS SECONDS
 //!
 //! STREAMS streams of 172-byte datagrams (a 20 ms G.711 RTP packet), 50 a second each,
 //! as SIPp's `rtp_stream` sends them: a generator thread sends stream k to relay socket
@@ -348,12 +348,12 @@ fn relay_uring(sockets: &Sockets, mut meter: Meter) -> Result<Window, String> {
         .setup_cqsize(4 * entries.max(streams as u32))
         .build(entries)
         .map_err(|e| format!("io_uring_setup: {e}"))?;
-    let mut state: Vec<UringStream> = Vec::with_capacity(streams);
+    let mut streams_state: Vec<UringStream> = Vec::with_capacity(streams);
     for sink in &sockets.sinks {
         let SocketAddr::V4(sink) = sink else {
             return Err("sinks are IPv4".into());
         };
-        state.push(UringStream {
+        streams_state.push(UringStream {
             buffer: [0; BUFFER],
             // SAFETY: all-zero is a valid value for these plain C structs; the pointers in
             // them are set below, once the vector no longer moves.
@@ -371,7 +371,10 @@ fn relay_uring(sockets: &Sockets, mut meter: Meter) -> Result<Window, String> {
             },
         });
     }
-    for stream in &mut state {
+    // Leaked: the kernel writes into these buffers for as long as reads are queued, which
+    // is until the process exits, on every path out of this function (an error included).
+    let state: &mut [UringStream] = streams_state.leak();
+    for stream in state.iter_mut() {
         stream.iovec = libc::iovec {
             iov_base: stream.buffer.as_mut_ptr().cast(),
             iov_len: BUFFER,
@@ -388,8 +391,7 @@ fn relay_uring(sockets: &Sockets, mut meter: Meter) -> Result<Window, String> {
     let fds_out: Vec<RawFd> = sockets.relay_out.iter().map(|s| s.as_raw_fd()).collect();
 
     let queue = |ring: &mut IoUring, entry: io_uring::squeue::Entry| {
-        // SAFETY: every entry points into `state`, which is neither moved nor dropped
-        // while the ring holds operations on it (the ring is dropped first, below).
+        // SAFETY: every entry points into `state`, which is leaked: never moved or freed.
         while unsafe { ring.submission().push(&entry) }.is_err() {
             ring.submit().map_err(|e| format!("io_uring_enter: {e}"))?;
         }
@@ -435,10 +437,5 @@ fn relay_uring(sockets: &Sockets, mut meter: Meter) -> Result<Window, String> {
         }
         meter.tick();
     }
-    let window = meter.window();
-    // Reads are still queued on the sockets: the ring goes first, and the buffers they
-    // point at are left to the process's exit rather than freed under the kernel.
-    drop(ring);
-    std::mem::forget(state);
-    window
+    meter.window()
 }
